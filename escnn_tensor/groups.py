@@ -43,7 +43,8 @@ _ACCEPTED = (
     "escnn gspaces of the hyperoctahedral group B_d or of one of its subgroups acting on R^d by signed "
     "permutation matrices: d=2: flipRot2dOnR2(N) and rot2dOnR2(N) with N in {1, 2, 4}, flip2dOnR2(axis) "
     "with axis a multiple of pi/4, trivialOnR2(); d=3: fullOctaOnR3(), octaOnR3(), rot2dOnR3(n) with n in "
-    "{1, 2, 4}, dihedralOnR3(n) with n in {1, 2, 4}, mirOnR3(), invOnR3(), trivialOnR3(), ..."
+    "{1, 2, 4}, dihedralOnR3(n), conicalOnR3(n), cylindricalOnR3(n), fullCylindricalOnR3(n) with n in {1, 2, 4}, "
+    "mirOnR3(), invOnR3(), trivialOnR3()"
 )
 
 
