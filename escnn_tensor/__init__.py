@@ -7,6 +7,9 @@ The public surface, by file:
 - :mod:`escnn_tensor.representations`: ``tensor_rep``, ``tensor_type`` (tensor representations and field
   types).
 - :mod:`escnn_tensor.filters`: ``invariant_filters`` (bases of invariant filters).
+- :mod:`escnn_tensor.images`: ``GeometricImage``, ``MultiImage`` (ginjax's data model in torch).
+- :mod:`escnn_tensor.translate`: ``to_geometric_tensor``, ``from_geometric_tensor``.
+- :mod:`escnn_tensor.plotting`: ``plot_image``, ``plot_images``.
 """
 from .groups import (
     action_key,
@@ -29,6 +32,9 @@ from .representations import (
     tensor_type,
 )
 from .filters import invariant_filters, num_invariant_filters
+from .images import GeometricImage, MultiImage, levi_civita_symbol
+from .translate import from_geometric_tensor, multi_image_field_type, to_geometric_tensor
+from .plotting import field_name, plot_image, plot_images
 from . import testing
 
 __version__ = "0.1.0"

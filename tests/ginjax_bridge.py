@@ -1,0 +1,113 @@
+"""Run ginjax (the reference implementation) on cases from an .npz file; write its results to another .npz.
+
+Usage (with the python of the ginjax environment, NOT the escnn one; this file imports neither escnn nor
+torch): ``python ginjax_bridge.py INPUT.npz OUTPUT.npz``.
+
+INPUT holds ``spec``: a JSON list of cases ``{"id", "op", "D", ...}``, and arrays named ``"<id>/<name>"``.
+Parities in the spec are ginjax's (0 tensor, 1 pseudotensor). OUTPUT holds ``"<id>"`` (the result array)
+and, for ops that return a parity, ``"<id>/parity"``; plus ``"operators/<D>"`` (ginjax's group, D=2, 3) and
+``"versions"``.
+If ``ESCNN_TENSOR_JAX_CACHE`` names a directory, JAX's persistent compilation cache is kept there.
+"""
+import json
+import os
+import sys
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_ENABLE_X64", "1")  # float64 where ginjax does not cast to float32 itself
+
+import numpy as np  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import ginjax.geometric as geom  # noqa: E402
+
+if os.environ.get("ESCNN_TENSOR_JAX_CACHE"):  # persistent XLA compilation cache (ginjax compiles per shape)
+    jax.config.update("jax_compilation_cache_dir", os.environ["ESCNN_TENSOR_JAX_CACHE"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _image(arrays, case, name="image", parity_key="parity"):
+    return geom.GeometricImage(
+        jnp.asarray(arrays[f"{case['id']}/{name}"]),
+        case[parity_key],
+        case["D"],
+        is_torus=_tuple2(case.get("is_torus", True)),
+    )
+
+
+def _tuple2(x):
+    """JSON lists back to the (nested) tuples jax.jit's static arguments need."""
+    if isinstance(x, list):
+        return tuple(_tuple2(v) for v in x)
+    return x
+
+
+def run_case(case, arrays):
+    op = case["op"]
+    if op == "invariant_filters":
+        ops = geom.make_all_operators(case["D"])
+        filters = geom.get_unique_invariant_filters(case["M"], case["k"], case["parity"], case["D"], ops)
+        shape = (case["M"],) * case["D"] + (case["D"],) * case["k"]
+        data = np.stack([np.asarray(f.data) for f in filters]) if filters else np.zeros((0,) + shape)
+        return data, None
+    img = _image(arrays, case)
+    if op == "convolve":
+        flt = _image(arrays, case, "filter", "filter_parity")
+        out = img.convolve_with(
+            flt,
+            stride=_tuple2(case.get("stride", 1)),
+            padding=_tuple2(case.get("padding")),
+            rhs_dilation=_tuple2(case.get("dilation", 1)),
+        )
+    elif op == "mul":
+        out = img * _image(arrays, case, "other", "other_parity")
+    elif op == "contract":
+        out = img.contract(*case["indices"])
+    elif op == "multicontract":
+        out = img.multicontract(_tuple2(case["indices"]))
+    elif op == "levi_civita_contract":
+        out = img.levi_civita_contract(_tuple2(case["indices"]))
+    elif op == "transpose":
+        out = img.transpose(tuple(case["axes"]))
+    elif op == "norm":
+        out = img.norm()
+    elif op == "normalize":
+        out = img.normalize()
+    elif op == "times_group_element":
+        gg = np.rint(arrays[f"{case['id']}/gg"]).astype(np.int64)  # ginjax wants integer operators
+        out = img.times_group_element(gg, precision=jax.lax.Precision.HIGHEST)
+    elif op == "max_pool":
+        out = img.max_pool(case["size"])
+    elif op == "average_pool":
+        out = img.average_pool(case["size"])
+    elif op == "unpool":
+        out = img.unpool(case["size"])
+    elif op == "translate":
+        out = img.translate(jnp.asarray(case["shift"]))
+    else:
+        raise ValueError(f"unknown op {op!r}")
+    return np.asarray(out.data), out.parity
+
+
+def main(argv):
+    src, dst = argv[1], argv[2]
+    with np.load(src) as f:
+        arrays = {name: f[name] for name in f.files}
+    spec = json.loads(str(arrays.pop("spec")))
+    out = {}
+    for case in spec:
+        data, parity = run_case(case, arrays)
+        out[case["id"]] = data
+        if parity is not None:
+            out[case["id"] + "/parity"] = np.asarray(parity)
+    for D in (2, 3):
+        out[f"operators/{D}"] = np.stack([np.asarray(m) for m in geom.make_all_operators(D)]).astype(np.int64)
+    import importlib.metadata as md
+
+    out["versions"] = np.asarray(json.dumps({p: md.version(p) for p in ("ginjax", "jax", "numpy")}))
+    np.savez(dst, **out)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
