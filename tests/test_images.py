@@ -25,13 +25,6 @@ from escnn_tensor.translate import from_geometric_tensor, to_geometric_tensor
 GEN = torch.Generator().manual_seed(7)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one intra-op thread avoids OpenMP spin-waiting when the machine is busy (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def rand(*shape, dtype=torch.float64):

@@ -15,13 +15,6 @@ from escnn_tensor.translate import from_geometric_tensor, multi_image_field_type
 GEN = torch.Generator().manual_seed(11)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one intra-op thread avoids OpenMP spin-waiting when the machine is busy (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def multi(D, N, keys, B=2, dtype=torch.float64):
