@@ -242,7 +242,11 @@ def test_escnn_conv_between_tensor_fields_is_equivariant(d, fin, fout):
     torch.manual_seed(0)
     gs = et.hyperoctahedral_gspace(d)
     ti, to = et.tensor_type(gs, fin), et.tensor_type(gs, fout)
-    conv = (nn.R2Conv if d == 2 else nn.R3Conv)(ti, to, kernel_size=3 if d == 3 else 5, padding=1 if d == 3 else 2)
+    # recompute=True: escnn otherwise shares one cached basis between layers of the same types, and the .double()
+    # below would turn it to float64 under every other such layer in this process
+    conv = (nn.R2Conv if d == 2 else nn.R3Conv)(
+        ti, to, kernel_size=3 if d == 3 else 5, padding=1 if d == 3 else 2, recompute=True
+    )
     conv = conv.double().eval()
     with torch.no_grad():
         conv.weights.normal_()
