@@ -14,6 +14,7 @@ The public surface, by file:
 """
 from .groups import (
     action_key,
+    check_dimension,
     check_gspace,
     escnn_to_grid,
     grid_to_escnn,

@@ -34,6 +34,7 @@ __all__ = [
     "group_elements",
     "group_matrices",
     "check_gspace",
+    "check_dimension",
     "action_key",
     "grid_to_escnn",
     "escnn_to_grid",
@@ -46,6 +47,15 @@ _ACCEPTED = (
     "{1, 2, 4}, dihedralOnR3(n), conicalOnR3(n), cylindricalOnR3(n), fullCylindricalOnR3(n) with n in {1, 2, 4}, "
     "mirOnR3(), invOnR3(), trivialOnR3()"
 )
+
+
+def check_dimension(d, name: str = "d") -> int:
+    """Validate a space dimension: the integer 2 or 3 (escnn has gspaces on R^2 and R^3 only). Returns ``int``."""
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+        raise TypeError(f"{name} must be the integer 2 or 3, got {d!r} of type {type(d).__name__}")
+    if d not in (2, 3):
+        raise ValueError(f"{name} must be 2 or 3 (escnn has gspaces on R^2 and R^3 only), got {name}={d}")
+    return int(d)
 
 
 def hyperoctahedral_gspace(d: int) -> GSpace:
@@ -62,13 +72,9 @@ def hyperoctahedral_gspace(d: int) -> GSpace:
         TypeError: ``d`` is not an integer.
         ValueError: ``d`` is not 2 or 3.
     """
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
-        raise TypeError(f"d must be the integer 2 or 3, got {d!r} of type {type(d).__name__}")
-    if d == 2:
+    if check_dimension(d) == 2:
         return gspaces.flipRot2dOnR2(N=4)
-    if d == 3:
-        return gspaces.fullOctaOnR3()
-    raise ValueError(f"d must be 2 or 3 (escnn has gspaces on R^2 and R^3 only), got d={d}")
+    return gspaces.fullOctaOnR3()
 
 
 class _Action:

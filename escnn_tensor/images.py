@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from escnn.group import GroupElement
 from escnn.gspaces import GSpace
 
-from .groups import check_gspace, group_matrix, hyperoctahedral_gspace
+from .groups import check_dimension, check_gspace, group_matrix, hyperoctahedral_gspace
 from .representations import canonical_order, check_order, check_parity
 
 __all__ = ["GeometricImage", "MultiImage", "levi_civita_symbol"]
@@ -52,11 +52,7 @@ Padding = Union[None, str, int, Sequence[Tuple[int, int]]]
 
 
 def _check_D(D) -> int:
-    if isinstance(D, bool) or not isinstance(D, (int, np.integer)):
-        raise TypeError(f"D must be the integer 2 or 3, got {D!r} of type {type(D).__name__}")
-    if D not in (2, 3):
-        raise ValueError(f"D must be 2 or 3 (the dimensions escnn supports), got D={D}")
-    return int(D)
+    return check_dimension(D, "D")
 
 
 def _check_is_torus(is_torus, D: int) -> Tuple[bool, ...]:

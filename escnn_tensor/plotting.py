@@ -60,6 +60,7 @@ from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .groups import check_dimension
 from .representations import check_parity
 
 __all__ = ["plot_image", "plot_images", "field_name"]
@@ -87,11 +88,7 @@ _TINY = 1e-12
 
 # ---- input checks --------------------------------------------------------------------------------------------
 def _check_D(D) -> int:
-    if isinstance(D, bool) or not isinstance(D, (int, np.integer)):
-        raise TypeError(f"D must be the integer 2 or 3, got {D!r} of type {type(D).__name__}")
-    if D not in (2, 3):
-        raise ValueError(f"D must be 2 or 3, got D={D}")
-    return int(D)
+    return check_dimension(D, "D")
 
 
 def _as_array(data: ArrayLike) -> np.ndarray:
