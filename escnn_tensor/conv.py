@@ -47,7 +47,7 @@ from escnn.nn.modules.equivariant_module import EquivariantModule
 from torch.nn import Parameter
 
 from .filters import invariant_filters
-from .groups import action_key, check_gspace, grid_to_escnn
+from .groups import action_key, check_gspace, grid_to_escnn, is_integer
 from .representations import field_signature, tensor_type
 from .testing import default_tolerance, equivariance_errors
 
@@ -65,15 +65,11 @@ class EquivarianceWarning(UserWarning):
 # argument checks
 
 
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
 def _same_on_axes(value, d: int, name: str, minimum: int) -> int:
     """An int, or a length-``d`` tuple of equal ints, ``>= minimum``; returned as one int."""
-    if _is_int(value):
+    if is_integer(value):
         values = (int(value),)
-    elif isinstance(value, (tuple, list)) and len(value) == d and all(_is_int(v) for v in value):
+    elif isinstance(value, (tuple, list)) and len(value) == d and all(is_integer(v) for v in value):
         values = tuple(int(v) for v in value)
     else:
         raise TypeError(f"{name} must be an integer or a tuple of {d} equal integers, got {value!r}")

@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from escnn.gspaces import GSpace
 
-from .groups import _action
+from .groups import _action, is_integer
 from .representations import check_order, check_parity, tensor_matrix
 
 __all__ = ["invariant_filters", "num_invariant_filters"]
 
 
 def _check_kernel_size(kernel_size) -> int:
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)):
+    if not is_integer(kernel_size):
         raise TypeError(f"kernel_size must be a positive integer, got {kernel_size!r} of type {type(kernel_size).__name__}")
     if kernel_size < 1:
         raise ValueError(f"kernel_size must be a positive integer, got {kernel_size}")

@@ -35,6 +35,7 @@ __all__ = [
     "group_matrices",
     "check_gspace",
     "check_dimension",
+    "is_integer",
     "action_key",
     "grid_to_escnn",
     "escnn_to_grid",
@@ -49,9 +50,14 @@ _ACCEPTED = (
 )
 
 
+def is_integer(x) -> bool:
+    """True for Python and numpy integers, False for bools (which Python counts as ints) and everything else."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
 def check_dimension(d, name: str = "d") -> int:
     """Validate a space dimension: the integer 2 or 3 (escnn has gspaces on R^2 and R^3 only). Returns ``int``."""
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+    if not is_integer(d):
         raise TypeError(f"{name} must be the integer 2 or 3, got {d!r} of type {type(d).__name__}")
     if d not in (2, 3):
         raise ValueError(f"{name} must be 2 or 3 (escnn has gspaces on R^2 and R^3 only), got {name}={d}")

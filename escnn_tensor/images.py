@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from escnn.group import GroupElement
 from escnn.gspaces import GSpace
 
-from .groups import check_dimension, check_gspace, group_matrix, hyperoctahedral_gspace
+from .groups import check_dimension, check_gspace, group_matrix, hyperoctahedral_gspace, is_integer
 from .representations import canonical_order, check_order, check_parity
 
 __all__ = ["GeometricImage", "MultiImage", "levi_civita_symbol"]
@@ -66,7 +66,7 @@ def _check_is_torus(is_torus, D: int) -> Tuple[bool, ...]:
 
 
 def _check_positive(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_integer(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
@@ -435,7 +435,7 @@ class GeometricImage:
 
     # ---- contractions, transposes ----------------------------------------------------------------------
     def _check_index(self, i, name: str) -> int:
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.k:
+        if not is_integer(i) or not 0 <= i < self.k:
             raise ValueError(f"{name} must be a tensor index in 0..{self.k - 1} (k={self.k}), got {i!r}")
         return int(i)
 

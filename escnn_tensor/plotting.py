@@ -60,7 +60,7 @@ from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .groups import check_dimension
+from .groups import check_dimension, is_integer
 from .representations import check_parity
 
 __all__ = ["plot_image", "plot_images", "field_name"]
@@ -146,7 +146,7 @@ def _z_slices(N: int, z_slices) -> List[int]:
         z_slices = [z_slices]
     out = []
     for z in z_slices:
-        if isinstance(z, bool) or not isinstance(z, (int, np.integer)) or not -N <= z < N:
+        if not is_integer(z) or not -N <= z < N:
             raise ValueError(f"z_slices must hold integers in [-{N}, {N}) (slice indices along z), got {z!r}")
         out.append(int(z) % N)
     if not out:
@@ -172,7 +172,7 @@ class _Layout:
         self.zs = [None] if D == 2 else _z_slices(N, z_slices)
         self.slices = [arr if z is None else arr[:, :, z] for z in self.zs]
         self.offsets = [p * (N + 1) for p in range(len(self.zs))]
-        if isinstance(max_glyphs, bool) or not isinstance(max_glyphs, (int, np.integer)) or max_glyphs < 1:
+        if not is_integer(max_glyphs) or max_glyphs < 1:
             raise ValueError(f"max_glyphs must be a positive integer, got {max_glyphs!r}")
         self.stride = max(1, math.ceil(N / max_glyphs))
         self.sites = np.arange(self.stride // 2, N, self.stride)
@@ -453,7 +453,7 @@ def plot_images(
     D = _infer_D([a.shape for a in arrays]) if D is None else _check_D(D)
     if ncols is None:
         ncols = min(len(items), 4 if D == 2 else 2)
-    if isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1:
+    if not is_integer(ncols) or ncols < 1:
         raise ValueError(f"ncols must be a positive integer, got {ncols!r}")
     nrows = math.ceil(len(items) / ncols)
     n_panels = 1 if D == 2 else max(len(_z_slices(a.shape[0], kwargs.get("z_slices"))) for a in arrays)

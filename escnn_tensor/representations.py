@@ -28,7 +28,7 @@ from escnn.group import Group, GroupElement, Representation
 from escnn.gspaces import GSpace
 from escnn.nn import FieldType
 
-from .groups import _action, _Action
+from .groups import _Action, _action, is_integer
 
 __all__ = [
     "tensor_rep",
@@ -48,7 +48,7 @@ _ATTR = "escnn_tensor"  # key in Representation.attributes: (d, k, parity, actio
 
 def check_order(k, name: str = "k") -> int:
     """Validate a tensor order: a non-negative integer (bools are rejected). Returns it as ``int``."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+    if not is_integer(k):
         raise TypeError(f"{name} (tensor order) must be a non-negative integer, got {k!r} of type {type(k).__name__}")
     if k < 0:
         raise ValueError(f"{name} (tensor order) must be a non-negative integer, got {k}")
@@ -60,7 +60,7 @@ def check_parity(parity, name: str = "parity") -> int:
 
     ginjax's parities ``0`` and ``1`` are rejected with a message that says how they map (0 -> +1, 1 -> -1).
     """
-    if isinstance(parity, bool) or not isinstance(parity, (int, np.integer)):
+    if not is_integer(parity):
         raise TypeError(
             f"{name} must be the integer +1 (tensor) or -1 (pseudotensor), got {parity!r} of type "
             f"{type(parity).__name__}"
@@ -257,7 +257,7 @@ def _parse_fields(fields: FieldSpec) -> List[Tuple[int, int, int]]:
     for k, p, m in triples:
         k = check_order(k, "k in fields")
         p = check_parity(p, "parity in fields")
-        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 0:
+        if not is_integer(m) or m < 0:
             raise ValueError(f"fields: multiplicity of (k={k}, parity={p:+d}) must be an integer >= 0, got {m!r}")
         out.append((k, p, int(m)))
     if ordered:
