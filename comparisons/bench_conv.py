@@ -24,7 +24,7 @@ from escnn import nn
 
 import escnn_tensor as et
 from escnn_tensor import filters as _filters
-from escnn_tensor.conv import GeometricConv
+from escnn_tensor.nn import GeometricConv
 
 CASES = [
     # label, d, fields (k, parity, multiplicity), spatial, batch, kernel_size

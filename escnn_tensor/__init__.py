@@ -1,21 +1,21 @@
 """escnn_tensor: geometric convolutions on tensor images, as a plugin for escnn.
 
-The public surface, by file:
+The main names are importable from here; the rest lives in the subpackages:
 
-- :mod:`escnn_tensor.groups`: ``hyperoctahedral_gspace``, ``group_matrix`` (gspaces, element matrices,
-  grid conventions).
-- :mod:`escnn_tensor.representations`: ``tensor_rep``, ``tensor_type`` (tensor representations and field
-  types).
-- :mod:`escnn_tensor.filters`: ``invariant_filters`` (bases of invariant filters).
-- :mod:`escnn_tensor.conv`: ``GeometricConv`` (complete equivariant convolution between tensor fields).
-- :mod:`escnn_tensor.images`: ``GeometricImage``, ``MultiImage`` (ginjax's data model in torch).
-- :mod:`escnn_tensor.translate`: ``to_geometric_tensor``, ``from_geometric_tensor``.
-- :mod:`escnn_tensor.plotting`: ``plot_image``, ``plot_images``.
+- :mod:`escnn_tensor.groups`: the hyperoctahedral group B_d and its subgroups as escnn gspaces, exact matrices,
+  array layouts.
+- :mod:`escnn_tensor.representations`: tensor representations and field types.
+- :mod:`escnn_tensor.filters`: bases of invariant filters.
+- :mod:`escnn_tensor.nn`: equivariant layers (GeometricConv and the layers of tensor-field networks).
+- :mod:`escnn_tensor.image`: geometric images, MultiImage, translators to and from escnn.
+- :mod:`escnn_tensor.data`: tensor-field data sets.
+- :mod:`escnn_tensor.plotting`: plots of scalar, vector and tensor images.
+- :mod:`escnn_tensor.grid`: the shared vocabulary of sizes, strides, padding and output shapes.
+- :mod:`escnn_tensor.testing`: the equivariance check every test uses.
 """
+from . import data, grid, image, nn, testing
+from .filters import invariant_filters, num_invariant_filters
 from .groups import (
-    action_key,
-    check_dimension,
-    check_gspace,
     escnn_to_grid,
     grid_to_escnn,
     group_elements,
@@ -23,21 +23,30 @@ from .groups import (
     group_matrix,
     hyperoctahedral_gspace,
 )
-from .representations import (
-    canonical_order,
-    check_order,
-    check_parity,
-    field_signature,
-    tensor_field_info,
-    tensor_matrix,
-    tensor_rep,
-    tensor_type,
-)
-from .filters import invariant_filters, num_invariant_filters
-from .conv import EquivarianceWarning, GeometricConv
-from .images import GeometricImage, MultiImage, levi_civita_symbol
-from .translate import from_geometric_tensor, multi_image_field_type, to_geometric_tensor
-from .plotting import field_name, plot_image, plot_images
-from . import testing
+from .image import GeometricImage, MultiImage, from_geometric_tensor, to_geometric_tensor
+from .nn import GeometricConv
+from .plotting import plot_image, plot_images
+from .representations import field_signature, tensor_rep, tensor_type
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "hyperoctahedral_gspace",
+    "group_elements",
+    "group_matrices",
+    "group_matrix",
+    "grid_to_escnn",
+    "escnn_to_grid",
+    "tensor_rep",
+    "tensor_type",
+    "field_signature",
+    "invariant_filters",
+    "num_invariant_filters",
+    "GeometricConv",
+    "GeometricImage",
+    "MultiImage",
+    "to_geometric_tensor",
+    "from_geometric_tensor",
+    "plot_image",
+    "plot_images",
+]

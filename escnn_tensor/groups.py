@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ __all__ = [
     "check_gspace",
     "check_dimension",
     "is_integer",
+    "check_signed_permutation",
     "action_key",
     "grid_to_escnn",
     "escnn_to_grid",
@@ -53,6 +54,37 @@ _ACCEPTED = (
 def is_integer(x) -> bool:
     """True for Python and numpy integers, False for bools (which Python counts as ints) and everything else."""
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _is_signed_permutation(r: np.ndarray) -> bool:
+    """Entries in {-1, 0, 1}, exactly one nonzero in every row and every column (``r`` square, integral)."""
+    return bool(
+        np.isin(r, (-1, 0, 1)).all() and (np.abs(r).sum(axis=0) == 1).all() and (np.abs(r).sum(axis=1) == 1).all()
+    )
+
+
+def check_signed_permutation(m, d: int, name: str = "g") -> np.ndarray:
+    """``m`` (numpy array, torch tensor or nested list) as a ``(d, d)`` int64 signed permutation matrix.
+
+    The one check of the project for "is this an element of :math:`B_d`": entries exactly ``-1, 0, 1`` with one
+    nonzero per row and column, the matrices that map the pixel grid onto itself. Raises ``TypeError`` /
+    ``ValueError`` naming ``name`` otherwise (e.g. for a rotation by 45 degrees).
+    """
+    if isinstance(m, torch.Tensor):
+        m = m.detach().cpu().numpy()
+    try:
+        a = np.asarray(m, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} must be a ({d}, {d}) signed permutation matrix or an escnn GroupElement, got {type(m).__name__}"
+        ) from None
+    if a.shape != (d, d) or not np.array_equal(a, np.rint(a)) or not _is_signed_permutation(a):
+        raise ValueError(
+            f"{name} must be a ({d}, {d}) signed permutation matrix (entries -1, 0, 1, one non-zero per row and "
+            f"column: the elements of the hyperoctahedral group B_{d}, which map the pixel grid onto "
+            f"itself), got {np.array2string(a, precision=4)}"
+        )
+    return a.astype(np.int64)
 
 
 def check_dimension(d, name: str = "d") -> int:
@@ -103,11 +135,7 @@ class _Action:
         for i, g in enumerate(elements):
             m = np.asarray(gspace.basespace_action(g), dtype=np.float64)
             r = np.rint(m)
-            if (
-                np.abs(m - r).max() > 1e-6
-                or not np.all(np.abs(r).sum(axis=0) == 1)
-                or not np.all(np.abs(r).sum(axis=1) == 1)
-            ):
+            if np.abs(m - r).max() > 1e-6 or not _is_signed_permutation(r):
                 raise ValueError(
                     f"gspace {gspace.name}: element {g} acts on R^{d} by\n{np.round(m, 4)}\nwhich is not a signed "
                     f"permutation matrix, so its group is not a subgroup of B_{d} acting on the grid. "

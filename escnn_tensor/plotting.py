@@ -87,10 +87,6 @@ _TINY = 1e-12
 
 
 # ---- input checks --------------------------------------------------------------------------------------------
-def _check_D(D) -> int:
-    return check_dimension(D, "D")
-
-
 def _as_array(data: ArrayLike) -> np.ndarray:
     """A float64 numpy copy of a real torch tensor or numpy array."""
     if isinstance(data, torch.Tensor):
@@ -343,7 +339,7 @@ def plot_image(
         TypeError / ValueError: ``data`` is not a real tensor/array of shape ``(N,)*D + (D,)*k``, ``parity``
         is not +1/-1, ``D`` is not 2 or 3, or a keyword is out of range; the message names the argument.
     """
-    D = _check_D(D)
+    D = check_dimension(D, "D")
     parity = check_parity(parity)
     arr = _as_array(data)
     N, k = _image_order(arr.shape, D)
@@ -450,7 +446,7 @@ def plot_images(
         if not isinstance(it, (tuple, list)) or len(it) not in (2, 3):
             raise ValueError(f"items[{i}] must be a (data, parity) or (data, parity, title) tuple, got {it!r:.80}")
     arrays = [_as_array(it[0]) for it in items]
-    D = _infer_D([a.shape for a in arrays]) if D is None else _check_D(D)
+    D = _infer_D([a.shape for a in arrays]) if D is None else check_dimension(D, "D")
     if ncols is None:
         ncols = min(len(items), 4 if D == 2 else 2)
     if not is_integer(ncols) or ncols < 1:

@@ -2,7 +2,7 @@
 # One entry point for set-up, the main example and the tests.
 #
 #   bash scripts/dev.sh example   # set up if needed, then run the main example
-#   bash scripts/dev.sh example NAME [args]   # another example: escnn_tensor/examples/NAME.py
+#   bash scripts/dev.sh example NAME [args]   # another example: examples/NAME.py
 #   bash scripts/dev.sh test      # set up if needed, then run the whole test suite (extra args go to pytest)
 #   bash scripts/dev.sh setup     # only set up
 #
@@ -98,9 +98,9 @@ setup)
     ;;
 example)
     setup
-    name=main
-    if [ $# -gt 0 ] && [ -f "escnn_tensor/examples/$1.py" ]; then name="$1"; shift; fi
-    exec "$VENV/bin/python" -m "escnn_tensor.examples.$name" "$@"
+    name=gravity
+    if [ $# -gt 0 ] && [ -f "examples/$1.py" ]; then name="$1"; shift; fi
+    exec "$VENV/bin/python" "examples/$name.py" "$@"
     ;;
 test)
     setup

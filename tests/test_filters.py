@@ -7,7 +7,7 @@ import torch
 
 import escnn_tensor as et
 from escnn_tensor import filters as filters_module
-from conftest import SUBGROUP_GSPACES_2D, SUBGROUP_GSPACES_3D
+from tests.reference import SUBGROUP_GSPACES_2D, SUBGROUP_GSPACES_3D
 
 CASES_2D = [(2, K, k, p) for K in range(1, 8) for k in range(5) for p in (1, -1)]
 CASES_3D = [(3, K, k, p) for K in range(1, 6) for k in range(4) for p in (1, -1)]

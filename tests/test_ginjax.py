@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from escnn_tensor import group_matrices, hyperoctahedral_gspace, invariant_filters
-from escnn_tensor.images import GeometricImage
+from escnn_tensor.image import GeometricImage
 
 ROOT = Path(__file__).resolve().parents[1]
 BRIDGE = Path(__file__).resolve().parent / "ginjax_bridge.py"

@@ -11,7 +11,9 @@ from nbclient import NotebookClient
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "geometric_conv_in_escnn.ipynb"
 
 
-def test_notebook_executes(tmp_path):
+def test_notebook_executes(tmp_path, monkeypatch):
+    # the kernel runs in tmp_path; it finds the example's modules (examples/ is not in the package) through this
+    monkeypatch.setenv("ESCNN_TENSOR_EXAMPLES", str(NOTEBOOK.parents[1] / "examples"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert nb.metadata["kernelspec"]["name"] == "python3"
     n_code = sum(c.cell_type == "code" for c in nb.cells)

@@ -354,7 +354,7 @@ def test_plot_images_infers_or_takes_D():
 
 def test_geometric_image_and_multi_image_plot_use_these_functions():
     """Integration with escnn_tensor.images: GeometricImage.plot -> plot_image, MultiImage.plot -> plot_images."""
-    from escnn_tensor.images import GeometricImage, MultiImage
+    from escnn_tensor.image import GeometricImage, MultiImage
 
     v = torch.randn(5, 5, 2, dtype=torch.float64)
     ax = GeometricImage(v, -1, 2).plot()

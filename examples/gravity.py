@@ -1,12 +1,12 @@
 r"""The main example: learn gravity (vector field) from mass density (scalar field) with an equivariant network.
 
-Run it with ``python -m escnn_tensor.examples.main`` (or ``bash scripts/dev.sh example``); ``--help`` lists the
-options, ``--quick`` runs a seconds-long version. See :mod:`escnn_tensor.examples.gravity` for the physics and
-the network. It
+Run it with ``python examples/gravity.py`` (or ``bash scripts/dev.sh example gravity``); ``--help`` lists the
+options, ``--quick`` runs a seconds-long version. The physics is :mod:`escnn_tensor.data.gravity`, the networks
+and the training loop are in ``examples/gravity_model.py``. It
 
 1. makes random point-mass densities in a periodic box and their fields by an FFT Poisson solve; by default the
    masses are smeared along x, so the data have a preferred orientation (``--isotropic`` for round masses),
-2. trains :class:`~escnn_tensor.examples.gravity.GravityNet` (GeometricConv + escnn layers, equivariant under
+2. trains :class:`gravity_model.GravityNet` (GeometricConv + escnn layers, equivariant under
    the 8 symmetries of the square grid, D4) and, for comparison, a plain torch CNN,
 3. prints the train and test relative MSE, the test error on each of the 8 rotated/reflected test sets and the
    measured equivariance error, and
@@ -22,9 +22,10 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from ..groups import group_elements, group_matrix, hyperoctahedral_gspace
-from ..testing import equivariance_errors
-from . import gravity as G
+import gravity_model as G
+from escnn_tensor.data import gravity as D
+from escnn_tensor.groups import group_elements, group_matrix, hyperoctahedral_gspace
+from escnn_tensor.testing import equivariance_errors
 
 DEFAULT_OUT = "outputs/gravity_example.png"
 ELONGATED = (2.5, 0.8)  # Gaussian widths (x, y) in pixels of the default, oriented masses
@@ -39,7 +40,7 @@ def _rotation_by_90(gspace):
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m escnn_tensor.examples.main",
+        prog="python examples/gravity.py",
         description="Learn the gravitational field of a mass density with an escnn network that uses GeometricConv.",
     )
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 12; 2 with --quick)")
@@ -87,11 +88,11 @@ def _progress(disabled: bool):
     return lambda it, **kw: tqdm(it, leave=True, dynamic_ncols=True, **kw)
 
 
-def _max_equivariance_error(model, data: G.GravityData, gspace, dtype, n_samples: int = 16) -> float:
+def _max_equivariance_error(model, data: D.GravityData, gspace, dtype, n_samples: int = 16) -> float:
     """max over the group of the relative equivariance error on the first ``n_samples`` inputs of ``data``."""
     from escnn.nn import GeometricTensor
 
-    x = GeometricTensor(data.density[:n_samples].to(dtype), G.density_type(gspace))
+    x = GeometricTensor(data.density[:n_samples].to(dtype), D.density_type(gspace))
     return max(equivariance_errors(G.as_equivariant_function(model, gspace), x).values())
 
 
@@ -112,8 +113,8 @@ def run(args: argparse.Namespace) -> dict:
     print(f"Gravity from mass density in a periodic {args.size}x{args.size} box; symmetry group D4 "
           f"({gspace.fibergroup.order()} elements: rotations by 90 deg and reflections)")
     smoothing = ISOTROPIC if args.isotropic else ELONGATED
-    train_set = G.make_dataset(args.n_train, args.size, generator=gen, smoothing=smoothing)
-    test_set = G.make_dataset(args.n_test, args.size, generator=gen, smoothing=smoothing)
+    train_set = D.make_dataset(args.n_train, args.size, generator=gen, smoothing=smoothing)
+    test_set = D.make_dataset(args.n_test, args.size, generator=gen, smoothing=smoothing)
     print(f"data: {args.n_train} train / {args.n_test} test densities (3-8 point masses each), fields by FFT "
           f"Poisson solve")
     if args.isotropic:
@@ -180,7 +181,7 @@ def _print_report(results: dict, args) -> None:
     print(f"{'training time (s)':<{w}}" + "".join(f"{results[n]['train_seconds']:>14.1f}" for n in names))
 
 
-def _save_plot(models: dict, data: G.GravityData, path: str) -> None:
+def _save_plot(models: dict, data: D.GravityData, path: str) -> None:
     """Plot the first sample of ``data`` (the test set rotated by 90 degrees) and every model's prediction."""
     import matplotlib.pyplot as plt
 

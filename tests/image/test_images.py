@@ -15,12 +15,12 @@ from escnn_tensor import (
     group_matrix,
     hyperoctahedral_gspace,
     invariant_filters,
-    tensor_matrix,
     tensor_type,
 )
-from escnn_tensor.images import GeometricImage, MultiImage, levi_civita_symbol
+from escnn_tensor.image import GeometricImage, MultiImage, levi_civita_symbol
+from escnn_tensor.representations import tensor_matrix
 from escnn_tensor.testing import assert_equivariant
-from escnn_tensor.translate import from_geometric_tensor, to_geometric_tensor
+from escnn_tensor.image import from_geometric_tensor, to_geometric_tensor
 
 GEN = torch.Generator().manual_seed(7)
 

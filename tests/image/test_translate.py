@@ -7,10 +7,10 @@ import torch
 from escnn import gspaces
 from escnn.nn import FieldType, GeometricTensor
 
-from conftest import SUBGROUP_GSPACES_2D, SUBGROUP_GSPACES_3D
+from tests.reference import SUBGROUP_GSPACES_2D, SUBGROUP_GSPACES_3D
 from escnn_tensor import group_elements, hyperoctahedral_gspace, tensor_rep, tensor_type
-from escnn_tensor.images import MultiImage
-from escnn_tensor.translate import from_geometric_tensor, multi_image_field_type, to_geometric_tensor
+from escnn_tensor.image import MultiImage
+from escnn_tensor.image import from_geometric_tensor, multi_image_field_type, to_geometric_tensor
 
 GEN = torch.Generator().manual_seed(11)
 

@@ -13,9 +13,10 @@ import torch
 from escnn import gspaces, nn
 
 import escnn_tensor as et
-from escnn_tensor.conv import EquivarianceWarning, GeometricConv
+from escnn_tensor.groups import action_key
+from escnn_tensor.nn import EquivarianceWarning, GeometricConv
 from escnn_tensor.testing import assert_equivariant, equivariance_errors, random_input
-from conftest import SUBGROUP_GSPACES_2D, SUBGROUP_GSPACES_3D
+from tests.reference import SUBGROUP_GSPACES_2D, SUBGROUP_GSPACES_3D
 
 
 
@@ -433,7 +434,7 @@ def test_pickle_subgroup_gspaces(make):
     fin = et.tensor_type(gs, [(0, 1, 1), (1, -1, 1)])
     layer = randomize(GeometricConv(fin, fin, 3, padding=1))
     pk = pickle.loads(pickle.dumps(layer))
-    assert et.action_key(pk.space) == et.action_key(gs) and pk.in_type == fin
+    assert action_key(pk.space) == action_key(gs) and pk.in_type == fin
     x = random_input(fin, 5, 1, torch.float32, torch.Generator().manual_seed(0))
     assert torch.equal(pk(x).tensor, layer(x).tensor)
 

@@ -33,178 +33,29 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from escnn import gspaces
 from escnn.group import GroupElement
-from escnn.gspaces import GSpace
 from escnn.nn import FieldType, GeometricTensor
 from escnn.nn.modules.equivariant_module import EquivariantModule
 from torch.nn import Parameter
 
-from .filters import invariant_filters
-from .groups import action_key, check_gspace, grid_to_escnn, is_integer
-from .representations import field_signature, tensor_type
-from .testing import default_tolerance, equivariance_errors
+from .._pickling import gspace_recipe, rebuild_gspace
+from ..grid import PADDING_MODES, conv_output_size, same_on_axes, stride_fits, symmetric_padding
+from ..representations import field_signature, tensor_type
+from ..testing import default_tolerance, equivariance_errors
+from ._fields import FieldLayout, bias_basis, check_types, kernel_basis
 
 __all__ = ["GeometricConv", "EquivarianceWarning"]
 
-PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
 IntOrTuple = Union[int, Sequence[int]]
 
 
 class EquivarianceWarning(UserWarning):
     """A layer was called in a way that makes its output not equivariant (e.g. a stride that does not fit)."""
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# argument checks
-
-
-def _same_on_axes(value, d: int, name: str, minimum: int) -> int:
-    """An int, or a length-``d`` tuple of equal ints, ``>= minimum``; returned as one int."""
-    if is_integer(value):
-        values = (int(value),)
-    elif isinstance(value, (tuple, list)) and len(value) == d and all(is_integer(v) for v in value):
-        values = tuple(int(v) for v in value)
-    else:
-        raise TypeError(f"{name} must be an integer or a tuple of {d} equal integers, got {value!r}")
-    if len(set(values)) != 1:
-        raise ValueError(
-            f"{name}={tuple(values)} differs between axes; a group element that swaps axes (a 90 degree rotation "
-            f"or a diagonal reflection) maps it to a different {name}, so the layer would not be equivariant. "
-            f"Give one integer (or {d} equal ones)."
-        )
-    if values[0] < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {values[0]}")
-    return values[0]
-
-
-def _check_padding(padding, d: int, kernel_size: int, dilation: int) -> int:
-    """Symmetric padding on every side and axis, as one int; ``'valid'`` = 0; ``'same'`` for odd reach only."""
-    if isinstance(padding, str):
-        span = dilation * (kernel_size - 1)
-        if padding == "valid":
-            return 0
-        if padding == "same" and span % 2 == 0:
-            return span // 2
-        if padding == "same":
-            raise ValueError(
-                f"padding='same' with kernel_size={kernel_size}, dilation={dilation} needs {span} padding pixels "
-                f"per axis, an odd number, which torch splits unevenly between the two sides; that moves the "
-                f"centre of the output grid by half a pixel and breaks equivariance. Use an integer padding "
-                f"(the output grid stays centred) or an odd kernel_size."
-            )
-        raise ValueError(f"padding must be an integer, a tuple of {d} equal integers, 'same' or 'valid', got {padding!r}")
-    return _same_on_axes(padding, d, "padding", 0)
-
-
-def _check_types(in_type, out_type) -> Tuple[int, List[Tuple[int, int]], List[Tuple[int, int]]]:
-    for name, ft in (("in_type", in_type), ("out_type", out_type)):
-        if not isinstance(ft, FieldType):
-            raise TypeError(
-                f"{name} must be an escnn FieldType of tensor fields (escnn_tensor.tensor_type), got "
-                f"{type(ft).__name__}"
-            )
-    d = check_gspace(in_type.gspace)
-    check_gspace(out_type.gspace)
-    if in_type.gspace != out_type.gspace or action_key(in_type.gspace) != action_key(out_type.gspace):
-        raise ValueError(
-            f"in_type and out_type must live on the same gspace, got in_type on {in_type.gspace.name} and "
-            f"out_type on {out_type.gspace.name}"
-        )
-    signatures = []
-    for name, ft in (("in_type", in_type), ("out_type", out_type)):
-        try:
-            signatures.append(field_signature(ft))
-        except ValueError as err:
-            raise ValueError(f"{name}: {err}") from None
-    return d, signatures[0], signatures[1]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# layout of the fields: which channels hold which field type
-
-
-class _Fields:
-    """The distinct field types of a FieldType, in order of first appearance, and where their channels are.
-
-    ``types[t] = (k, parity)``, ``count[t]`` fields of it, each of ``dim[t] = d**k`` channels;
-    ``order`` lists the channels type by type (fields in order, components in order): the dense kernel is
-    assembled in this order and ``inverse`` puts its rows/columns back in channel order.
-    """
-
-    def __init__(self, signature: List[Tuple[int, int]], d: int):
-        starts = np.cumsum([0] + [d**k for k, _ in signature])
-        by_type: Dict[Tuple[int, int], List[int]] = OrderedDict()
-        for i, kp in enumerate(signature):
-            by_type.setdefault(kp, []).append(i)
-        self.types = list(by_type)
-        self.count = [len(by_type[t]) for t in self.types]
-        self.dim = [d ** t[0] for t in self.types]
-        order = [c for t in self.types for i in by_type[t] for c in range(starts[i], starts[i + 1])]
-        self.order = np.array(order, dtype=np.int64)
-        self.inverse = np.argsort(self.order)
-        self.identity = bool((self.order == np.arange(len(order))).all())
-
-
-def _kernel_basis(gspace: GSpace, kernel_size: int, t_in, t_out) -> torch.Tensor:
-    """Invariant filters of order ``k_out + k_in``, parity ``p_out p_in``, as kernels in escnn's layout.
-
-    Returns float64 ``(n, d**k_out, d**k_in, kernel_size**d)``: basis element ``n`` maps input component ``i``
-    to output component ``o`` with weight ``B[n, o, i, s]`` at kernel pixel ``s`` (pixels in escnn's row-major
-    ``(-y, x)`` / ``(-z, -y, x)`` layout, as torch's conv weight).
-    """
-    d = gspace.dimensionality
-    (k_in, p_in), (k_out, p_out) = t_in, t_out
-    k = k_in + k_out
-    f = invariant_filters(gspace, kernel_size, k, p_in * p_out)  # (n, K..K, d..d) grid layout
-    f = grid_to_escnn(f, d, n_trailing=k)
-    f = f.reshape(f.shape[0], kernel_size**d, d**k).transpose(1, 2)
-    return f.reshape(f.shape[0], d**k_out, d**k_in, kernel_size**d).contiguous()
-
-
-def _bias_basis(gspace: GSpace, t) -> torch.Tensor:
-    """Orthonormal basis of the invariant vectors of ``rho_{k,p}``: float64 ``(n, d**k)``."""
-    d = gspace.dimensionality
-    f = invariant_filters(gspace, 1, t[0], t[1])
-    return f.reshape(f.shape[0], d ** t[0])
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# pickling: escnn groups are not picklable, so a gspace is stored as the recipe that rebuilds it
-
-
-def _gspace_recipe(gspace: GSpace) -> tuple:
-    if not isinstance(gspace, (gspaces.GSpace2D, gspaces.GSpace3D)):
-        raise TypeError(f"cannot pickle a GeometricConv on {type(gspace).__name__}: only GSpace2D / GSpace3D are rebuilt")
-    sg_id = []
-    for part in gspace._sg_id:
-        if isinstance(part, GroupElement):
-            if part.group.name != "O(3)":
-                raise TypeError(f"cannot pickle the subgroup id of {gspace.name}: it holds an element of {part.group.name}")
-            part = ("O(3) element", part.value, part.param)
-        sg_id.append(part)
-    return (type(gspace).__name__, tuple(sg_id))
-
-
-def _rebuild_gspace(recipe: tuple) -> GSpace:
-    from escnn.group import o3_group
-
-    kind, sg_id = recipe
-    parts = []
-    for part in sg_id:
-        if isinstance(part, tuple) and len(part) == 3 and part[0] == "O(3) element":
-            part = o3_group().element(part[1], part[2])
-        parts.append(part)
-    return getattr(gspaces, kind)(tuple(parts))
-
-
-# ----------------------------------------------------------------------------------------------------------------
 
 
 class GeometricConv(EquivariantModule):
@@ -252,23 +103,23 @@ class GeometricConv(EquivariantModule):
         initialize: bool = True,
     ):
         super().__init__()
-        d, sig_in, sig_out = _check_types(in_type, out_type)
+        d, sig_in, sig_out = check_types(in_type, out_type)
         self.d = d
         self.space = in_type.gspace
         self.in_type = in_type
         self.out_type = out_type
-        self.kernel_size = _same_on_axes(kernel_size, d, "kernel_size", 1)
-        self.stride = _same_on_axes(stride, d, "stride", 1)
-        self.dilation = _same_on_axes(dilation, d, "dilation", 1)
-        self.padding = _check_padding(padding, d, self.kernel_size, self.dilation)
+        self.kernel_size = same_on_axes(kernel_size, d, "kernel_size", 1)
+        self.stride = same_on_axes(stride, d, "stride", 1)
+        self.dilation = same_on_axes(dilation, d, "dilation", 1)
+        self.padding = symmetric_padding(padding, d, self.kernel_size, self.dilation)
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         self.padding_mode = padding_mode
         for name, flag in (("bias", bias), ("initialize", initialize)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True or False, got {flag!r}")
-        self._fields_in = _Fields(sig_in, d)
-        self._fields_out = _Fields(sig_out, d)
+        self._fields_in = FieldLayout(sig_in, d)
+        self._fields_out = FieldLayout(sig_out, d)
         self._master: Dict[str, torch.Tensor] = {}  # float64 originals of the floating buffers
         self._cache = None
         self._build_kernel_plan()
@@ -290,7 +141,7 @@ class GeometricConv(EquivariantModule):
         for to, t_out in enumerate(fo.types):
             row = []
             for ti, t_in in enumerate(fi.types):
-                basis = _kernel_basis(self.space, self.kernel_size, t_in, t_out)
+                basis = kernel_basis(self.space, self.kernel_size, t_in, t_out)
                 n = basis.shape[0]
                 name = None
                 if n > 0:
@@ -314,7 +165,7 @@ class GeometricConv(EquivariantModule):
         offset = 0
         fo = self._fields_out
         for to, t_out in enumerate(fo.types):
-            basis = _bias_basis(self.space, t_out) if bias else torch.zeros(0, fo.dim[to], dtype=torch.float64)
+            basis = bias_basis(self.space, t_out) if bias else torch.zeros(0, fo.dim[to], dtype=torch.float64)
             n = basis.shape[0]
             name = None
             if n > 0:
@@ -471,8 +322,7 @@ class GeometricConv(EquivariantModule):
             )
 
     def _check_stride(self, spatial: Sequence[int]) -> None:
-        span = self.dilation * (self.kernel_size - 1)
-        bad = [n for n in spatial if (n + 2 * self.padding - span - 1) % self.stride != 0]
+        bad = [n for n in spatial if not stride_fits(n, self.kernel_size, self.stride, 2 * self.padding, self.dilation)]
         if bad:
             warnings.warn(
                 f"stride={self.stride} does not fit the input size {tuple(spatial)}: the sampled output pixels are "
@@ -506,8 +356,9 @@ class GeometricConv(EquivariantModule):
             raise ValueError(
                 f"input_shape must be (batch, {self.in_type.size}" + ", N" * self.d + f"), got {input_shape}"
             )
-        span = self.dilation * (self.kernel_size - 1)
-        out = [(n + 2 * self.padding - span - 1) // self.stride + 1 for n in input_shape[2:]]
+        out = [
+            conv_output_size(n, self.kernel_size, self.stride, 2 * self.padding, self.dilation) for n in input_shape[2:]
+        ]
         return (input_shape[0], self.out_type.size) + tuple(out)
 
     # ---- checks and export --------------------------------------------------------------------------------------
@@ -529,7 +380,7 @@ class GeometricConv(EquivariantModule):
         if spatial is None:
             span = self.dilation * (self.kernel_size - 1)
             spatial = max(span + 1 - 2 * self.padding, 1) + 4
-            while (spatial + 2 * self.padding - span - 1) % self.stride:
+            while not stride_fits(spatial, self.kernel_size, self.stride, 2 * self.padding, self.dilation):
                 spatial += 1
         layer = copy.deepcopy(self).to(dtype=dtype)
         layer.eval()
@@ -589,7 +440,7 @@ class GeometricConv(EquivariantModule):
             del state[key]
         state["_cache"] = None
         state["_recipe"] = (
-            _gspace_recipe(self.space),
+            gspace_recipe(self.space),
             field_signature(self.in_type),
             field_signature(self.out_type),
         )
@@ -598,7 +449,7 @@ class GeometricConv(EquivariantModule):
     def __setstate__(self, state):
         state = dict(state)
         gs_recipe, sig_in, sig_out = state.pop("_recipe")
-        gs = _rebuild_gspace(gs_recipe)
+        gs = rebuild_gspace(gs_recipe)
         state["space"] = gs
         state["in_type"] = tensor_type(gs, [(k, p, 1) for k, p in sig_in])
         state["out_type"] = tensor_type(gs, [(k, p, 1) for k, p in sig_out])

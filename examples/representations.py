@@ -1,6 +1,6 @@
 """Tensor fields in escnn: build tensor FieldTypes for d=2 and d=3 and check escnn's own convolutions on them.
 
-Run: ``bash scripts/dev.sh example representations`` (or ``python -m escnn_tensor.examples.representations``).
+Run: ``bash scripts/dev.sh example representations`` (or ``python examples/representations.py``).
 
 For every (d, k, parity) it prints the size d**k of the representation, its decomposition into escnn irreps
 (irrep id x multiplicity) and the equivariance error of escnn's R2Conv / R3Conv from a set of low-order fields to

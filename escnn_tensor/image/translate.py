@@ -23,9 +23,9 @@ import torch
 from escnn.gspaces import GSpace
 from escnn.nn import FieldType, GeometricTensor
 
-from .groups import check_gspace, escnn_to_grid, grid_to_escnn
-from .images import MultiImage
-from .representations import field_signature, tensor_type
+from ..groups import check_gspace, escnn_to_grid, grid_to_escnn
+from ..representations import field_signature, tensor_type
+from .multi_image import MultiImage
 
 __all__ = ["to_geometric_tensor", "from_geometric_tensor", "multi_image_field_type"]
 

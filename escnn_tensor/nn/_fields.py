@@ -1,0 +1,109 @@
+"""What the tensor-field layers share: argument checks, the layout of field types, kernel and bias bases."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+from escnn.gspaces import GSpace
+from escnn.nn import FieldType
+
+from ..filters import invariant_filters
+from ..groups import action_key, check_gspace, grid_to_escnn
+from ..representations import field_signature
+
+__all__ = ["check_types", "check_field_type", "FieldLayout", "kernel_basis", "bias_basis"]
+
+
+def check_field_type(field_type, name: str = "in_type") -> Tuple[int, List[Tuple[int, int]]]:
+    """Check that ``field_type`` is an escnn FieldType of tensor fields on an accepted gspace.
+
+    Returns ``(d, signature)`` with ``signature`` the ``(k, parity)`` of every field in channel order.
+    Raises ``TypeError`` / ``ValueError`` naming ``name``.
+    """
+    if not isinstance(field_type, FieldType):
+        raise TypeError(
+            f"{name} must be an escnn FieldType of tensor fields (escnn_tensor.tensor_type), got "
+            f"{type(field_type).__name__}"
+        )
+    d = check_gspace(field_type.gspace)
+    try:
+        signature = field_signature(field_type)
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from None
+    return d, signature
+
+
+def check_types(in_type, out_type) -> Tuple[int, List[Tuple[int, int]], List[Tuple[int, int]]]:
+    for name, ft in (("in_type", in_type), ("out_type", out_type)):
+        if not isinstance(ft, FieldType):
+            raise TypeError(
+                f"{name} must be an escnn FieldType of tensor fields (escnn_tensor.tensor_type), got "
+                f"{type(ft).__name__}"
+            )
+    d = check_gspace(in_type.gspace)
+    check_gspace(out_type.gspace)
+    if in_type.gspace != out_type.gspace or action_key(in_type.gspace) != action_key(out_type.gspace):
+        raise ValueError(
+            f"in_type and out_type must live on the same gspace, got in_type on {in_type.gspace.name} and "
+            f"out_type on {out_type.gspace.name}"
+        )
+    signatures = []
+    for name, ft in (("in_type", in_type), ("out_type", out_type)):
+        try:
+            signatures.append(field_signature(ft))
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
+    return d, signatures[0], signatures[1]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# layout of the fields: which channels hold which field type
+
+
+class FieldLayout:
+    """The distinct field types of a FieldType, in order of first appearance, and where their channels are.
+
+    ``types[t] = (k, parity)``, ``count[t]`` fields of it, each of ``dim[t] = d**k`` channels;
+    ``order`` lists the channels type by type (fields in order, components in order): the dense kernel is
+    assembled in this order and ``inverse`` puts its rows/columns back in channel order.
+    """
+
+    def __init__(self, signature: List[Tuple[int, int]], d: int):
+        starts = np.cumsum([0] + [d**k for k, _ in signature])
+        by_type: Dict[Tuple[int, int], List[int]] = OrderedDict()
+        for i, kp in enumerate(signature):
+            by_type.setdefault(kp, []).append(i)
+        self.types = list(by_type)
+        self.count = [len(by_type[t]) for t in self.types]
+        self.dim = [d ** t[0] for t in self.types]
+        order = [c for t in self.types for i in by_type[t] for c in range(starts[i], starts[i + 1])]
+        self.order = np.array(order, dtype=np.int64)
+        self.inverse = np.argsort(self.order)
+        self.identity = bool((self.order == np.arange(len(order))).all())
+
+
+def kernel_basis(gspace: GSpace, kernel_size: int, t_in, t_out) -> torch.Tensor:
+    """Invariant filters of order ``k_out + k_in``, parity ``p_out p_in``, as kernels in escnn's layout.
+
+    Returns float64 ``(n, d**k_out, d**k_in, kernel_size**d)``: basis element ``n`` maps input component ``i``
+    to output component ``o`` with weight ``B[n, o, i, s]`` at kernel pixel ``s`` (pixels in escnn's row-major
+    ``(-y, x)`` / ``(-z, -y, x)`` layout, as torch's conv weight).
+    """
+    d = gspace.dimensionality
+    (k_in, p_in), (k_out, p_out) = t_in, t_out
+    k = k_in + k_out
+    f = invariant_filters(gspace, kernel_size, k, p_in * p_out)  # (n, K..K, d..d) grid layout
+    f = grid_to_escnn(f, d, n_trailing=k)
+    f = f.reshape(f.shape[0], kernel_size**d, d**k).transpose(1, 2)
+    return f.reshape(f.shape[0], d**k_out, d**k_in, kernel_size**d).contiguous()
+
+
+def bias_basis(gspace: GSpace, t) -> torch.Tensor:
+    """Orthonormal basis of the invariant vectors of ``rho_{k,p}``: float64 ``(n, d**k)``."""
+    d = gspace.dimensionality
+    f = invariant_filters(gspace, 1, t[0], t[1])
+    return f.reshape(f.shape[0], d ** t[0])
+
+

@@ -1,0 +1,69 @@
+"""The tests' one reference construction, written from the definitions and independent of the package's code.
+
+- ``rho(m, k, parity)``: det(M)^((1-parity)/2) M (x) ... (x) M by numpy's kron.
+- ``character(m, k, parity)``: its trace, tr(M)^k det(M)^((1-parity)/2).
+- ``invariant_count(gs, K, k, parity)``: the dimension of the space of invariant order-k filters on a K^d
+  grid by the character formula (1/|G|) sum_g #(pixels fixed by M(g)) chi(g); ``K=1`` counts the invariant
+  vectors of rho itself, order k_in + k_out counts equivariant kernels, order k_a + k_b + k_out counts
+  equivariant bilinear maps.
+- ``SUBGROUP_GSPACES_2D`` / ``_3D``: escnn gspaces of subgroups of B_d acting by signed permutations.
+
+Only the signed permutation matrices are taken from the package (``group_matrices``), and those are checked
+against escnn's own ``basespace_action`` in ``tests/test_groups.py``.
+"""
+import itertools
+
+import numpy as np
+from escnn import gspaces
+
+from escnn_tensor import group_matrices
+
+# name -> factory; every one is a subgroup of B_d acting by signed permutation matrices
+SUBGROUP_GSPACES_2D = {
+    "C4": lambda: gspaces.rot2dOnR2(N=4),
+    "C2": lambda: gspaces.rot2dOnR2(N=2),
+    "flip_x": lambda: gspaces.flip2dOnR2(axis=0.0),
+    "flip_y": lambda: gspaces.flip2dOnR2(axis=np.pi / 2),
+    "flip_diag": lambda: gspaces.flip2dOnR2(axis=np.pi / 4),
+    "D2": lambda: gspaces.flipRot2dOnR2(N=2),
+    "trivial2": lambda: gspaces.trivialOnR2(),
+}
+SUBGROUP_GSPACES_3D = {
+    "O": lambda: gspaces.octaOnR3(),
+    "C4z": lambda: gspaces.rot2dOnR3(n=4),
+    "D4z": lambda: gspaces.dihedralOnR3(n=4),
+    "C4v": lambda: gspaces.conicalOnR3(n=4),
+    "D4h": lambda: gspaces.fullCylindricalOnR3(n=4),
+    "mirror": lambda: gspaces.mirOnR3(),
+    "inversion": lambda: gspaces.invOnR3(),
+    "trivial3": lambda: gspaces.trivialOnR3(),
+}
+
+
+def rho(m, k, parity):
+    """det(M)^((1-parity)/2) * M (x) ... (x) M (k factors), float64, from numpy directly."""
+    out = np.ones((1, 1))
+    for _ in range(k):
+        out = np.kron(out, np.asarray(m, dtype=np.float64))
+    return out * (np.linalg.det(m) if parity == -1 else 1.0)
+
+
+def character(m, k, parity):
+    """tr rho(g) = tr(M)^k * det(M)^((1-parity)/2)."""
+    return float(np.trace(m)) ** k * (round(np.linalg.det(m)) if parity == -1 else 1)
+
+
+def doubled_offsets(K, d):
+    """Doubled centred offsets 2 j - (K - 1) of every pixel of a K^d grid (integers for odd and even K)."""
+    idx = np.array(list(itertools.product(range(K), repeat=d)))
+    return 2 * idx - (K - 1)
+
+
+def invariant_count(gs, K, k, parity):
+    """dim of the invariant order-k filters on a K^d grid: (1/|G|) sum_g #(pixels fixed by M) chi(g)."""
+    mats = group_matrices(gs)
+    off = doubled_offsets(K, mats.shape[1])
+    total = sum(int(np.all(off @ m.T == off, axis=1).sum()) * character(m, k, parity) for m in mats)
+    n = total / len(mats)
+    assert abs(n - round(n)) < 1e-9
+    return int(round(n))
