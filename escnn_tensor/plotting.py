@@ -1,52 +1,12 @@
 r"""Plots of scalar, vector and tensor images (matplotlib; works without a display).
 
-Input layout
-------------
 Every function takes one image in *grid layout* (ginjax's layout, and :class:`escnn_tensor.GeometricImage`'s):
-an array of shape ``(N,)*D + (D,)*k`` whose array axis ``i`` runs along ``+x_i`` and whose last ``k`` axes
-hold the tensor components over ``(x, y[, z])``. The pixel with array index ``(i, j)`` is drawn at the point
-``(x, y) = (i, j)``: **+x to the right and +y up** (so ``imshow`` gets the transposed array and
-``origin='lower'``).
-
-What is drawn
--------------
-* ``k = 0`` (scalar, pseudoscalar): a heatmap with a diverging colormap (``RdBu_r``: red positive, blue
-  negative) and colour limits symmetric about 0, ``[-m, m]`` with ``m = max |f|``.
-* ``k = 1`` (vector, pseudovector): arrows ``(v_x, v_y)``, centred on their pixels and scaled so that the
-  longest vector is 0.9 pixel (times the glyph stride, see below), over a heatmap of the norm ``|v|``.
-* ``k = 2`` (tensor, pseudotensor): a heatmap of the trace ``T_ii`` (diverging, symmetric limits) and one glyph
-  per pixel. With the symmetric part ``S = (T + T^T)/2 = l_1 e_1 e_1^T + l_2 e_2 e_2^T`` and the rotation
-  ``w = (T_yx - T_xy)/2`` of the antisymmetric part ``(T - T^T)/2 = w [[0, -1], [1, 0]]``, the glyph is
-
-  - an ellipse (grey outline) with semi-axes ``|l_1|, |l_2|`` along ``e_1, e_2``,
-  - its two principal axes as bars, dark red for a positive eigenvalue and dark blue for a negative one,
-  - a circular arrow of radius proportional to ``|w|``, counter-clockwise for ``w > 0`` and clockwise for
-    ``w < 0`` (``w > 0`` is the generator of a counter-clockwise rotation).
-
-  Ellipse axes and arrow radius share one scale: the largest of all ``|l_i|, |w|`` is 0.45 pixel. For a true
-  tensor (parity +1) the glyph is geometric: rotating or reflecting the image rotates or reflects the glyphs.
-* ``k >= 3``: the Frobenius norm ``|T|`` as a heatmap, and the title says so (there is no readable glyph).
-
-In 3D (``D = 3``) the image is shown as ``x-y`` slices at a few ``z`` (default: up to three, evenly spaced,
-first, middle and last; ``z_slices=`` chooses), side by side in one Axes, separated by one empty pixel and
-labelled ``z = j`` on the x axis. Per slice:
-
-* ``k = 0``: the values; ``k >= 3``: ``|T|`` (over all components).
-* ``k = 1``: arrows show the in-plane components ``(v_x, v_y)``; the heatmap is the full norm ``|v|``; the
-  out-of-plane component ``v_z`` is a circle of radius proportional to ``|v_z|`` (same scale as the arrows),
-  with a dot for ``v_z > 0`` (pointing at the viewer, since ``x, y, z`` is right-handed) and a cross for
-  ``v_z < 0``.
-* ``k = 2``: the heatmap is the full trace ``T_xx + T_yy + T_zz``; the glyphs are those of the in-plane block
-  ``T[:2, :2]`` (so ``w`` is the ``z`` component of the rotation). ``T_xz, T_zx, T_yz, T_zy`` are not drawn and
-  ``T_zz`` only enters the trace.
-
-On large images glyphs are drawn on every ``stride``-th pixel only (``stride = ceil(N / max_glyphs)``, sampled,
-not averaged, and the glyph scale grows with the stride); heatmaps always show every pixel. Non-finite values
-(NaN, inf) leave their heatmap pixel blank and get no glyph; colour limits come from the finite values.
-
-Pseudo-quantities (parity -1) are named so in the default title ("pseudoscalar", "pseudovector", "order-2
-pseudotensor"); they are drawn like true ones. The module never selects a matplotlib backend: new figures use
-whatever backend is active, and matplotlib itself falls back to Agg when there is no display.
+an array of shape ``(N,)*D + (D,)*k`` whose array axis ``i`` runs along ``+x_i`` and whose last ``k`` axes hold
+the tensor components over ``(x, y[, z])``. The pixel with array index ``(i, j)`` is drawn at ``(x, y) = (i, j)``:
+**+x to the right and +y up**. Scalars are heatmaps, vectors arrows, 2-tensors glyphs (ellipse of the symmetric
+part, principal axes coloured by sign, circular arrow for the antisymmetric part), higher orders the norm; 3D
+images are drawn as x-y slices. What exactly is drawn, with colours, scales and 3D conventions, is in
+``docs/plotting.md``. The module never selects a matplotlib backend.
 """
 from __future__ import annotations
 

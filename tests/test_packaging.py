@@ -1,0 +1,26 @@
+"""The built wheel holds every subpackage of escnn_tensor (packages are found automatically) and nothing that
+belongs outside it (examples, tests)."""
+import pathlib
+import subprocess
+import sys
+import zipfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_wheel_holds_every_subpackage(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+         str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    (wheel,) = tmp_path.glob("escnn_tensor-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    sources = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "escnn_tensor").rglob("*.py"))
+    assert len(sources) > 10
+    missing = [s for s in sources if s not in names]
+    assert not missing, f"not in the wheel: {missing}"
+    packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "escnn_tensor").rglob("__init__.py")}
+    assert {"escnn_tensor", "escnn_tensor/nn", "escnn_tensor/image", "escnn_tensor/data"} <= packages
+    assert not any(n.startswith(("tests/", "examples/")) for n in names)
