@@ -8,98 +8,199 @@ is half-integer for even sizes) to order-``k`` tensors. A group element :math:`g
 
     (g \cdot C)(a) = \rho_{k,parity}(g)\, C(M(g)^{-1} a),
 
-and :math:`C` is *invariant* when :math:`g \cdot C = C` for all :math:`g`. Because the group permutes the
-pixels, the invariant filters split over pixel orbits: on the orbit of a representative :math:`a` with
-stabiliser :math:`H`, they are :math:`C(M(g) a) = \rho(g) v` for :math:`v` fixed by :math:`\rho(H)`.
+and :math:`C` is *invariant* when :math:`g \cdot C = C` for all :math:`g`.
 
-Layout: filters are returned in *grid layout* (array axis ``i`` runs along ``+x_i``; see
-:mod:`escnn_tensor.groups`), shape ``(n_filters,) + (kernel_size,)*d + (d,)*k``.
+Construction (by orbits). :math:`M(g)` maps :math:`e_i` to :math:`\pm e_{\sigma(i)}`, so :math:`g` maps each basis
+filter :math:`e_a \otimes e_{i_1..i_k}` to :math:`\pm e_{Ma} \otimes e_{\sigma(i_1)..\sigma(i_k)}` (times
+:math:`\det M` for ``parity=-1``): the group acts on the ``N = kernel_size**d * d**k`` basis filters by signed
+permutations. For each orbit of basis filters, either an element fixing a representative does so with sign -1
+(then no invariant filter lives on the orbit) or the signed orbit sum is invariant; orbit sums of distinct orbits
+have disjoint supports. The normalised orbit sums are therefore an orthonormal basis of the invariant filters,
+computed with one vectorised pass over the ``N`` basis filters per group element: time ``O(|G| N)``, memory
+``O(N)`` for the sparse basis (about 80 bytes per basis filter while building, at most 24 kept), plus the
+dense result if one is asked for.
+
+Layout: dense filters are returned in *grid layout* (array axis ``i`` runs along ``+x_i``; see
+:mod:`escnn_tensor.groups`), shape ``(n_filters,) + (kernel_size,)*d + (d,)*k``; the sparse form indexes the
+row-major flattening of the same array.
 """
 from __future__ import annotations
 
-import functools
-import itertools
-from typing import Optional
+import threading
+from collections import OrderedDict
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
 from escnn.gspaces import GSpace
 
 from .groups import _action, is_integer
-from .representations import check_order, check_parity, tensor_matrix
+from .representations import _check_memory, _format_bytes, _orbit_minima, _signed_action, check_order, check_parity
 
-__all__ = ["invariant_filters", "num_invariant_filters"]
+__all__ = ["invariant_filters", "invariant_filters_sparse", "num_invariant_filters", "CACHE_LIMIT_BYTES"]
+
+CACHE_LIMIT_BYTES: int = 256 * 2**20
+"""Bound (bytes) on the memory held by the cache of sparse bases (least recently used entries are evicted).
+
+Each cached basis takes 24 bytes per nonzero entry, at most 24 bytes per basis filter ``e_a (x) e_I``
+(3D order 8 at kernel size 3: 2.4 MiB). A basis larger than the bound is built but not cached.
+"""
+
+_WORK_BYTES_PER_ENTRY = 80  # peak working memory per basis filter (measured about 70: int64 arrays + temporaries)
 
 
 def _check_kernel_size(kernel_size) -> int:
     if not is_integer(kernel_size):
-        raise TypeError(f"kernel_size must be a positive integer, got {kernel_size!r} of type {type(kernel_size).__name__}")
+        raise TypeError(
+            f"kernel_size must be a positive integer, got {kernel_size!r} of type {type(kernel_size).__name__}"
+        )
     if kernel_size < 1:
         raise ValueError(f"kernel_size must be a positive integer, got {kernel_size}")
     return int(kernel_size)
 
 
-def _fixed_basis(P: np.ndarray, tol: float = 1e-9) -> np.ndarray:
-    """Orthonormal basis (columns) of the range of the projector ``P``, by Gram-Schmidt on its columns in order."""
-    basis = []
-    for c in range(P.shape[1]):
-        v = P[:, c].copy()
-        for b in basis:
-            v -= b * (b @ v)
-        for b in basis:  # second pass for numerical orthogonality
-            v -= b * (b @ v)
-        nv = np.linalg.norm(v)
-        if nv > tol:
-            basis.append(v / nv)
-    if not basis:
-        return np.zeros((P.shape[0], 0))
-    return np.stack(basis, axis=1)
+class _SparseBasis(NamedTuple):
+    """Orthonormal invariant filters as COO entries of the ``(n, K**d * d**k)`` matrix (read-only arrays)."""
+
+    n: int
+    shape: tuple  # (K,)*d + (d,)*k
+    rows: np.ndarray  # int64, filter index, ascending
+    cols: np.ndarray  # int64, row-major position in (K,)*d + (d,)*k, ascending within a row
+    vals: np.ndarray  # float64, +-1/sqrt(orbit size)
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows.nbytes + self.cols.nbytes + self.vals.nbytes
 
 
-@functools.lru_cache(maxsize=None)
-def _filters_np(key: str, matrices_bytes: bytes, d: int, kernel_size: int, k: int, parity: int) -> np.ndarray:
-    mats = np.frombuffer(matrices_bytes, dtype=np.int64).reshape(-1, d, d)
-    n_t = d**k
-    reps = np.stack([tensor_matrix(m, k, parity) for m in mats]).astype(np.float64)  # (|G|, n_t, n_t)
-    # pixel offsets, doubled so they are integers for even kernel sizes too
-    idx = np.array(list(itertools.product(range(kernel_size), repeat=d)), dtype=np.int64)  # (K^d, d)
-    off2 = 2 * idx - (kernel_size - 1)
-    lookup = {tuple(o): i for i, o in enumerate(off2)}
-    # image of every pixel under every element: perm[g, i] = index of M(g) a_i
-    perm = np.array([[lookup[tuple(m @ o)] for o in off2] for m in mats])
-    seen = np.zeros(len(off2), dtype=bool)
-    orbits = []
-    for i in range(len(off2)):
-        if not seen[i]:
-            orbit = sorted(set(perm[:, i].tolist()))
-            seen[orbit] = True
-            orbits.append((i, orbit))
-    # centre outwards: by radius, then by representative
-    orbits.sort(key=lambda t: (int((off2[t[0]] ** 2).sum()), t[0]))
-    filters = []
-    for rep_i, orbit in orbits:
-        stab = perm[:, rep_i] == rep_i
-        P = reps[stab].mean(axis=0)
-        V = _fixed_basis(P)  # (n_t, m)
-        if V.shape[1] == 0:
-            continue
-        # for each pixel of the orbit, one element that maps the representative there
-        first = {}
-        for g in range(len(mats)):
-            first.setdefault(perm[g, rep_i], g)
-        norm = 1.0 / np.sqrt(len(orbit))
-        for j in range(V.shape[1]):
-            f = np.zeros((len(off2), n_t))
-            for pix, g in first.items():
-                f[pix] = reps[g] @ V[:, j] * norm
-            filters.append(f)
-    shape = (kernel_size,) * d + (d,) * k
-    if not filters:
-        out = np.zeros((0,) + shape)
+class _BoundedCache:
+    """Least-recently-used cache of ``_SparseBasis`` results, bounded by :data:`CACHE_LIMIT_BYTES` (thread-safe)."""
+
+    def __init__(self, fn):
+        self._fn = fn
+        self._store: "OrderedDict[tuple, _SparseBasis]" = OrderedDict()
+        self._bytes = 0
+        self._hits = self._misses = 0
+        self._lock = threading.Lock()
+        self.__wrapped__ = fn
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, *key):
+        with self._lock:
+            hit = self._store.get(key)
+            if hit is not None:
+                self._store.move_to_end(key)
+                self._hits += 1
+                return hit
+            self._misses += 1
+        value = self._fn(*key)
+        with self._lock:
+            if key not in self._store and value.nbytes <= CACHE_LIMIT_BYTES:
+                self._store[key] = value
+                self._bytes += value.nbytes
+                while self._bytes > CACHE_LIMIT_BYTES:
+                    _, old = self._store.popitem(last=False)
+                    self._bytes -= old.nbytes
+        return value
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._store.clear()
+            self._bytes = 0
+            self._hits = self._misses = 0
+
+    def cache_info(self) -> dict:
+        with self._lock:
+            return {"hits": self._hits, "misses": self._misses, "entries": len(self._store), "bytes": self._bytes}
+
+
+def _pixel_images(mats: np.ndarray, K: int) -> tuple:
+    """``(images, radius2)``: ``images[t, p]`` = grid index of ``M_t a_p`` for every pixel ``p`` (row-major, axis i
+    = x_i), and the squared doubled distance of every pixel from the centre."""
+    d = mats.shape[1]
+    idx = np.indices((K,) * d).reshape(d, -1).T  # (K^d, d), row-major
+    off2 = 2 * idx - (K - 1)  # doubled centred offsets: integers for even K too
+    img = (np.einsum("tij,pj->tpi", mats, off2) + (K - 1)) // 2  # (|G|, K^d, d) grid indices of M a
+    strides = K ** np.arange(d - 1, -1, -1)
+    return img @ strides, (off2**2).sum(axis=1)
+
+
+def _tensor_actions(mats: np.ndarray, k: int, parity: int):
+    """``(perm, sign)`` of rho_{k,parity}(g) on the multi-indices for every element in turn (see
+    ``representations._signed_action``): computed for all elements at once when that takes at most 64 MiB."""
+    T = mats.shape[1] ** k
+    if len(mats) * T * 9 <= 64 * 2**20:
+        perm, sign = _signed_action(mats, k, parity)
+        yield from zip(perm, sign)
     else:
-        out = np.stack(filters).reshape((len(filters),) + shape)
-    out.setflags(write=False)
+        for t in range(len(mats)):
+            perm, sign = _signed_action(mats[t : t + 1], k, parity)
+            yield perm[0], sign[0]
+
+
+def _build(key: str, matrices_bytes: bytes, d: int, K: int, k: int, parity: int) -> _SparseBasis:
+    mats = np.frombuffer(matrices_bytes, dtype=np.int64).reshape(-1, d, d)
+    P, T = K**d, d**k
+    N = P * T
+    pix, radius2 = _pixel_images(mats, K)
+
+    def images():
+        for pix_g, (tp, ts) in zip(pix, _tensor_actions(mats, k, parity)):
+            yield (pix_g[:, None] * T + tp[None, :]).ravel(), np.broadcast_to(ts, (P, T)).ravel()
+
+    rep, sign = _orbit_minima(images(), N)
+    reps = np.flatnonzero(rep == np.arange(N))
+    # an orbit carries an invariant filter iff no element fixes its representative with sign -1
+    rp, ri = np.divmod(reps, T)
+    alive = np.ones(len(reps), dtype=bool)
+    for pix_g, (tp, ts) in zip(pix, _tensor_actions(mats, k, parity)):
+        alive &= ~((pix_g[rp] * T + tp[ri] == reps) & (ts[ri] < 0))
+    reps = reps[alive]
+    order = np.lexsort((reps, radius2[reps // T]))  # centre outwards, then by smallest position in the orbit
+    reps = reps[order]
+    fid = np.full(N, -1, dtype=np.int64)
+    fid[reps] = np.arange(len(reps))
+    rows = fid[rep]
+    keep = np.flatnonzero(rows >= 0)
+    rows = rows[keep]
+    size = np.bincount(rows, minlength=len(reps))
+    vals = sign[keep] / np.sqrt(size[rows])
+    perm = np.argsort(rows, kind="stable")  # rows ascending, positions ascending within a row
+    out = _SparseBasis(len(reps), (K,) * d + (d,) * k, rows[perm], keep[perm], vals[perm])
+    for a in (out.rows, out.cols, out.vals):
+        a.setflags(write=False)
     return out
+
+
+_filters_np = _BoundedCache(_build)
+
+
+def _sparse(
+    gspace: GSpace, kernel_size, k, parity, call: str, dense_dtype: Optional[torch.dtype] = None
+) -> _SparseBasis:
+    """Check the arguments and the memory estimates, then return the (cached) sparse basis."""
+    act = _action(gspace)
+    K = _check_kernel_size(kernel_size)
+    k = check_order(k)
+    parity = check_parity(parity)
+    d = act.d
+    N = K**d * d**k
+    call = f"{call}({gspace.name}, kernel_size={K}, k={k}, parity={parity:+d})"
+    _check_memory(
+        call,
+        float(_WORK_BYTES_PER_ENTRY) * N,
+        f"{_WORK_BYTES_PER_ENTRY} bytes for each of the {K}^{d} x {d}^{k} = {N} basis filters",
+    )
+    basis = _filters_np(act.key, act.matrices.tobytes(), d, K, k, parity)
+    if dense_dtype is not None:
+        item = torch.empty((), dtype=dense_dtype).element_size()
+        _check_memory(
+            call,
+            float(basis.n) * N * item,
+            f"a dense {basis.n} x {K}^{d} x {d}^{k} array of {dense_dtype}, {item} bytes per entry; "
+            f"invariant_filters_sparse holds the same basis in {_format_bytes(basis.nbytes)}",
+        )
+    return basis
 
 
 def invariant_filters(
@@ -121,23 +222,66 @@ def invariant_filters(
 
     Returns:
         A new tensor of shape ``(n_filters,) + (kernel_size,)*d + (d,)*k`` in grid layout (array axis ``i``
-        along ``+x_i``, tensor index ``i`` = component along ``x_i``). The filters are orthonormal in the
-        Frobenius inner product and every one satisfies :math:`g \cdot C = C` exactly up to round-off.
-        ``n_filters`` is the dimension of the space of invariant filters. The order is deterministic:
-        pixel orbits from the centre outwards, and inside an orbit by Gram-Schmidt on the stabiliser's
-        projector. The basis is computed once per (group action, size, k, parity) in float64 and cached as a
-        read-only array; every call returns a fresh tensor, so no caller can change another's filters.
+        along ``+x_i``, tensor index ``i`` = component along ``x_i``). Every filter is a normalised signed sum
+        over one orbit of the basis filters :math:`e_a \otimes e_{i_1..i_k}` (module docs): entries are 0 or
+        :math:`\pm 1/\sqrt{\text{orbit size}}`, supports are disjoint, so the filters are orthonormal in the
+        Frobenius inner product, and every one satisfies :math:`g \cdot C = C` exactly. ``n_filters`` is the
+        dimension of the space of invariant filters. Order (deterministic): by the distance from the centre
+        of the orbit's pixels, then by the orbit's smallest row-major position; the entry at that position is
+        positive.
+
+    Cost and limits: the sparse basis is built in ``O(|G| N)`` time and ``O(N)`` memory for
+    ``N = kernel_size**d * d**k`` and cached (:func:`invariant_filters_sparse`); the dense result takes
+    ``n_filters * N`` entries (about ``N**2 / |G|``). Both sizes are estimated before they are allocated, and a
+    ``ValueError`` naming the size is raised if one exceeds ``escnn_tensor.representations.MEMORY_LIMIT_BYTES``
+    (2 GiB by default), e.g. 3D order 8 at ``kernel_size=3`` (5.1 GiB dense in float64): use
+    :func:`invariant_filters_sparse` there.
+
+    Raises:
+        TypeError / ValueError: bad ``gspace``, ``kernel_size``, ``k`` or ``parity`` (naming the argument), or a
+        memory estimate above the limit.
     """
-    act = _action(gspace)
-    kernel_size = _check_kernel_size(kernel_size)
-    k = check_order(k)
-    parity = check_parity(parity)
-    arr = _filters_np(act.key, act.matrices.tobytes(), act.d, kernel_size, k, parity)
-    return torch.tensor(arr, dtype=dtype, device=device)
+    basis = _sparse(gspace, kernel_size, k, parity, "invariant_filters", dense_dtype=dtype)
+    N = int(np.prod(basis.shape, dtype=np.int64))
+    out = torch.zeros(basis.n * N, dtype=dtype, device=device)
+    flat = torch.from_numpy(basis.rows * N + basis.cols)
+    vals = torch.tensor(basis.vals, dtype=dtype)
+    if out.device.type != "cpu":
+        flat, vals = flat.to(out.device), vals.to(out.device)
+    out[flat] = vals
+    return out.view((basis.n,) + basis.shape)
+
+
+def invariant_filters_sparse(
+    gspace: GSpace,
+    kernel_size: int,
+    k: int,
+    parity: int,
+    dtype: torch.dtype = torch.float64,
+    device: Optional[torch.device] = None,
+) -> torch.Tensor:
+    r"""The basis of :func:`invariant_filters` as a sparse matrix, for sizes whose dense basis would not fit.
+
+    Returns:
+        A coalesced torch sparse COO tensor of shape ``(n_filters, kernel_size**d * d**k)``: row ``j`` is filter
+        ``j`` of :func:`invariant_filters` (same order and signs) flattened row-major over
+        ``(kernel_size,)*d + (d,)*k`` (grid layout), i.e. ``invariant_filters(...).reshape(n_filters, -1)``.
+        Each column holds at most one nonzero, so there are at most ``kernel_size**d * d**k`` entries in total
+        (memory linear in the grid and tensor size). A kernel ``sum_j w_j C_j`` is ``w @ basis`` (or
+        ``torch.sparse.mm(basis.t(), w[:, None])``).
+
+    Raises:
+        as :func:`invariant_filters` (only the sparse construction's memory is checked).
+    """
+    basis = _sparse(gspace, kernel_size, k, parity, "invariant_filters_sparse")
+    N = int(np.prod(basis.shape, dtype=np.int64))
+    idx = torch.from_numpy(np.stack([basis.rows, basis.cols]))
+    vals = torch.tensor(basis.vals, dtype=dtype)
+    return torch.sparse_coo_tensor(
+        idx, vals, (basis.n, N), dtype=dtype, device=device, is_coalesced=True, check_invariants=False
+    )
 
 
 def num_invariant_filters(gspace: GSpace, kernel_size: int, k: int, parity: int) -> int:
-    """The number of invariant filters, ``invariant_filters(...).shape[0]`` (computed from the cached basis)."""
-    act = _action(gspace)
-    arr = _filters_np(act.key, act.matrices.tobytes(), act.d, _check_kernel_size(kernel_size), check_order(k), check_parity(parity))
-    return arr.shape[0]
+    """The number of invariant filters, ``invariant_filters(...).shape[0]`` (from the cached sparse basis)."""
+    return _sparse(gspace, kernel_size, k, parity, "num_invariant_filters").n

@@ -234,11 +234,29 @@ def group_matrix(gspace: GSpace, g: GroupElement) -> np.ndarray:
     return act.matrices[i].copy()
 
 
-def _spatial_dims(x: torch.Tensor, d: int, n_trailing: int) -> Tuple[int, ...]:
+def _spatial_dims(x: torch.Tensor, d: int, n_trailing: int, name: str) -> Tuple[int, ...]:
+    """The ``d`` spatial axes of ``x`` (they end ``n_trailing`` axes before the last), checked to form a square /
+    cubic grid; ``name`` is the calling function, for the messages."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: x must be a torch tensor, got {type(x).__name__}")
+    d = check_dimension(d)
+    if not is_integer(n_trailing) or n_trailing < 0:
+        raise ValueError(f"{name}: n_trailing must be a non-negative integer, got {n_trailing!r}")
     n = x.dim() - n_trailing
     if n < d:
-        raise ValueError(f"expected at least {d} spatial axes, got a tensor of shape {tuple(x.shape)}")
-    return tuple(range(n - d, n))
+        raise ValueError(
+            f"{name}: x needs at least d + n_trailing = {d + n_trailing} axes (d={d}, n_trailing={n_trailing}), "
+            f"got a tensor of shape {tuple(x.shape)}"
+        )
+    ax = tuple(range(n - d, n))
+    sides = tuple(x.shape[a] for a in ax)
+    if len(set(sides)) != 1:
+        raise ValueError(
+            f"{name}: the d={d} spatial axes of x must have equal sizes (a {'square' if d == 2 else 'cubic'} grid, "
+            f"which B_{d} maps onto itself), got spatial sizes {sides} in x of shape {tuple(x.shape)} with "
+            f"n_trailing={n_trailing}"
+        )
+    return ax
 
 
 def grid_to_escnn(x: torch.Tensor, d: int, n_trailing: int = 0) -> torch.Tensor:
@@ -247,8 +265,11 @@ def grid_to_escnn(x: torch.Tensor, d: int, n_trailing: int = 0) -> torch.Tensor:
     The spatial axes are the ``d`` axes that end ``n_trailing`` axes before the end of ``x`` (e.g. a
     tensor image ``(..., N, N, d, d)`` has ``n_trailing=2``). In 2D the result has axes ``(-y, x)``; in 3D
     ``(-z, -y, x)``. Exact (a view: transpose and flip), and the inverse of :func:`escnn_to_grid`.
+
+    Raises ``TypeError`` / ``ValueError`` for a non-tensor ``x``, ``d`` not 2 or 3, a negative ``n_trailing``, too
+    few axes, or spatial axes of unequal sizes (the grid must be square / cubic).
     """
-    ax = _spatial_dims(x, d, n_trailing)
+    ax = _spatial_dims(x, d, n_trailing, "grid_to_escnn")
     x = x.flip(ax[1:]) if d > 1 else x  # +y (and +z) -> -y (-z)
     return x.movedim(ax, ax[::-1])
 
@@ -256,8 +277,8 @@ def grid_to_escnn(x: torch.Tensor, d: int, n_trailing: int = 0) -> torch.Tensor:
 def escnn_to_grid(x: torch.Tensor, d: int, n_trailing: int = 0) -> torch.Tensor:
     """Re-lay the ``d`` spatial axes of ``x`` from escnn's layout (``(-y, x)`` / ``(-z, -y, x)``) to grid layout.
 
-    The inverse of :func:`grid_to_escnn`; see it for ``n_trailing``.
+    The inverse of :func:`grid_to_escnn`; see it for ``n_trailing`` and the errors raised.
     """
-    ax = _spatial_dims(x, d, n_trailing)
+    ax = _spatial_dims(x, d, n_trailing, "escnn_to_grid")
     x = x.movedim(ax, ax[::-1])
     return x.flip(ax[1:]) if d > 1 else x

@@ -99,13 +99,90 @@ def tensor_matrix(matrix: np.ndarray, k: int, parity: int) -> np.ndarray:
     return out
 
 
-class _ExactMatrices:
-    """Picklable callable ``GroupElement -> rho(g)``, looking the exact matrix up by element."""
+# ----------------------------------------------------------------------------------------------------------------
+# memory limit shared by tensor_rep and escnn_tensor.filters
 
-    def __init__(self, action: _Action, matrices: np.ndarray):
+MEMORY_LIMIT_BYTES: int = 2 * 2**30
+"""Largest estimated memory (bytes) that :func:`tensor_rep` and :func:`escnn_tensor.invariant_filters` may allocate.
+
+Both estimate their peak memory *before* building anything and raise ``ValueError`` naming the estimate and this
+limit when it is larger. The default is 2 GiB; assign another value to this module attribute
+(``escnn_tensor.representations.MEMORY_LIMIT_BYTES = ...``) to allow more.
+"""
+
+
+def _format_bytes(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def _check_memory(call: str, nbytes: float, what: str) -> None:
+    """Raise ``ValueError`` if the estimate ``nbytes`` exceeds :data:`MEMORY_LIMIT_BYTES`."""
+    if nbytes > MEMORY_LIMIT_BYTES:
+        raise ValueError(
+            f"{call} would need about {_format_bytes(nbytes)} ({what}); limit {_format_bytes(MEMORY_LIMIT_BYTES)} "
+            f"(escnn_tensor.representations.MEMORY_LIMIT_BYTES). Use a smaller tensor order or kernel size, or raise "
+            f"the limit if the machine has the memory."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# rho_{k,p} as signed permutations of the multi-indices
+
+
+def _signed_action(matrices: np.ndarray, k: int, parity: int) -> Tuple[np.ndarray, np.ndarray]:
+    r""":math:`\rho_{k,parity}(g)` of a stack of signed permutation matrices, as signed permutations of multi-indices.
+
+    ``M e_i = s_i e_{\sigma(i)}`` gives :math:`M^{\otimes k} e_{i_1..i_k} = s_{i_1}..s_{i_k} e_{\sigma(i_1)..
+    \sigma(i_k)}`. Returns ``(perm, sign)``, int64 and int8 arrays of shape ``(len(matrices), d**k)`` with
+    ``rho(g_t) e_I = sign[t, I] e_{perm[t, I]}`` for the row-major flat multi-index ``I`` (the basis of
+    :func:`tensor_matrix`, which is the same matrix written densely).
+    """
+    mats = np.asarray(matrices, dtype=np.int64)
+    G, d = mats.shape[0], mats.shape[1]
+    sigma = np.abs(mats).argmax(axis=1)  # (G, d): row of the nonzero entry of column i
+    s = np.take_along_axis(mats, sigma[:, None, :], axis=1)[:, 0, :].astype(np.int8)
+    perm = np.zeros((G, 1), dtype=np.int64)
+    sign = np.ones((G, 1), dtype=np.int8)
+    for _ in range(k):  # the first tensor index is the most significant digit, as in np.kron
+        perm = (perm[:, :, None] * d + sigma[:, None, :]).reshape(G, -1)
+        sign = (sign[:, :, None] * s[:, None, :]).reshape(G, -1)
+    if parity == -1:
+        det = np.rint(np.linalg.det(mats)).astype(np.int8)
+        sign = sign * det[:, None]
+    return perm, sign
+
+
+def _orbit_minima(images: Iterable[Tuple[np.ndarray, np.ndarray]], n: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Orbits of a group acting on the basis vectors ``e_0 .. e_{n-1}`` by signed permutations.
+
+    ``images`` yields, for every group element ``g``, ``(img, sgn)`` (int64 / int8 arrays of length ``n``) with
+    ``g e_x = sgn[x] e_{img[x]}``. Returns ``(rep, sign)``: ``rep[x]`` is the smallest index in the orbit of ``x``
+    and ``sign[x] = sgn_g[x]`` for the first ``g`` (in iteration order) that maps ``x`` to ``rep[x]``. A vector
+    ``v`` supported on one orbit is invariant iff ``v[x] = sign[x] v[rep[x]]`` and this is consistent (no element
+    fixing ``rep`` with sign -1). Memory: a few arrays of length ``n``; time: one vectorised pass per element.
+    """
+    rep = np.arange(n, dtype=np.int64)
+    sign = np.ones(n, dtype=np.int8)
+    for img, sgn in images:
+        better = img < rep
+        np.copyto(rep, img, where=better)
+        np.copyto(sign, sgn, where=better)
+    return rep, sign
+
+
+class _ExactMatrices:
+    """Picklable callable ``GroupElement -> rho(g)``: the exact matrix, built from the stored signed permutation."""
+
+    def __init__(self, action: _Action, perm: np.ndarray, sign: np.ndarray):
         self._index = action.index
         self._elements = action.elements
-        self._matrices = matrices
+        self._perm = perm
+        self._sign = sign
+        fixed = perm == np.arange(perm.shape[1])
+        self._characters = np.where(fixed, sign, 0).sum(axis=1).astype(np.float64)
 
     def _i(self, g: GroupElement) -> int:
         i = self._index.get(g)
@@ -114,63 +191,140 @@ class _ExactMatrices:
         return i
 
     def __call__(self, g: GroupElement) -> np.ndarray:
-        return self._matrices[self._i(g)].astype(np.float64)
+        i = self._i(g)
+        n = self._perm.shape[1]
+        out = np.zeros((n, n))
+        out[self._perm[i], np.arange(n)] = self._sign[i]
+        return out
 
     def character(self, g: GroupElement) -> float:
-        return float(np.trace(self._matrices[self._i(g)]))
+        return float(self._characters[self._i(g)])
 
 
-def _decompose(group: Group, elements: List[GroupElement], mats: np.ndarray) -> Tuple[List[tuple], np.ndarray]:
-    """Split the representation ``g -> mats[i]`` into escnn irreps of ``group`` with an orthogonal basis change.
+_IRREP_TABLES: dict = {}  # action key -> [(irrep id, size, matrices (|G|, r, r), characters (|G|,))]
 
-    Returns ``(irrep ids, Q)`` with ``mats[i] = Q @ blockdiag(psi(g_i) for psi in irreps) @ Q.T``. For each irrep
-    ``psi`` the intertwiners ``X`` (``rho(g) X = X psi(g)``) are the range of the twirl projector
-    ``T = mean_g psi(g) (x) rho(g)``; orthonormal copies are taken from its columns in order (Gram-Schmidt), so
-    the result is the same on every run.
+
+def _irrep_tables(group: Group, elements: List[GroupElement], key: str) -> List[tuple]:
+    """escnn's irreps of ``group`` evaluated once on every element (escnn's evaluation is slow; cached per action)."""
+    tables = _IRREP_TABLES.get(key)
+    if tables is None:
+        tables = []
+        for psi in group.irreps():
+            P = np.stack([np.asarray(psi(g), dtype=np.float64) for g in elements])
+            tables.append((psi.id, psi.size, P, np.trace(P, axis1=1, axis2=2)))
+        _IRREP_TABLES[key] = tables
+    return tables
+
+
+def _decompose_orbit(
+    lp: np.ndarray, ls: np.ndarray, tables: List[tuple], group_name: str
+) -> List[Tuple[int, np.ndarray]]:
+    """Split one orbit block (``rho(g) e_j = ls[g, j] e_{lp[g, j]}``, ``s`` basis vectors) into escnn irreps.
+
+    Multiplicities come from characters. For an irrep ``psi`` of size ``r`` the intertwiners ``X`` (``s x r``,
+    ``rho(g) X = X psi(g)``) are the range of the twirl ``T = mean_g psi(g) (x) rho(g)``, an ``(s r) x (s r)``
+    matrix assembled from the signed permutations; copies are taken from its columns in order by Gram-Schmidt
+    (projecting out the column spaces of earlier copies) and scaled so that ``X^T X = I``. Deterministic.
+    Returns ``[(index into tables, X), ...]`` with the ``X`` together forming an orthogonal ``s x s`` matrix.
     """
-    n = mats.shape[1]
-    G = len(elements)
-    rho = mats.astype(np.float64)
-    ids: List[tuple] = []
-    cols: List[np.ndarray] = []
-    U = np.zeros((n, 0))
-    for psi in group.irreps():
-        r = psi.size
-        P = np.stack([np.asarray(psi(g), dtype=np.float64) for g in elements])
-        # (rho X psi^T)[i, a] = sum_{j, b} rho[i, j] X[j, b] psi[a, b]: the twirl as an (n r) x (n r) matrix
-        T = np.einsum("gij,gab->iajb", rho, P).reshape(n * r, n * r) / G
-        for c in range(n * r):
-            X = T[:, c].reshape(n, r)
+    G, s = lp.shape
+    chi = np.where(lp == np.arange(s), ls, 0).sum(axis=1).astype(np.float64)
+    out: List[Tuple[int, np.ndarray]] = []
+    for t, (pid, r, P, chi_psi) in enumerate(tables):
+        m = (chi @ chi_psi) / (chi_psi @ chi_psi)
+        mult = int(round(m))
+        if abs(m - mult) > 1e-6:
+            raise RuntimeError(
+                f"irreps decomposition failed for {group_name}: multiplicity {m} of {pid} is not an integer"
+            )
+        if mult == 0:
+            continue
+        T = np.zeros((s, r, s, r))
+        j = np.arange(s)[None, :, None, None]
+        a = np.arange(r)[None, None, :, None]
+        b = np.arange(r)[None, None, None, :]
+        np.add.at(T, (lp[:, :, None, None], a, j, b), ls[:, :, None, None] * P[:, None, :, :])
+        T = T.reshape(s * r, s * r) / G
+        U = np.zeros((s, 0))
+        found = 0
+        for c in range(s * r):
+            X = T[:, c].reshape(s, r)
             if np.abs(X).max() < 1e-9:
                 continue
             Y = X - U @ (U.T @ X)
-            a = np.trace(Y.T @ Y) / r
-            if a < 1e-9:
+            Y = Y - U @ (U.T @ Y)  # second pass for numerical orthogonality
+            nrm = np.trace(Y.T @ Y) / r
+            if nrm < 1e-9:
                 continue
-            Y = Y / np.sqrt(a)
-            ids.append(psi.id)
-            cols.append(Y)
+            Y = Y / np.sqrt(nrm)
+            out.append((t, Y))
             U = np.concatenate([U, Y], axis=1)
-            if U.shape[1] == n:
+            found += 1
+            if found == mult:
                 break
-        if U.shape[1] == n:
-            break
-    if U.shape[1] != n:
+        if found != mult:
+            raise RuntimeError(
+                f"irreps decomposition failed for {group_name}: found {found} of {mult} copies of irrep {pid}"
+            )
+    if sum(Y.shape[1] for _, Y in out) != s:
         raise RuntimeError(
-            f"escnn has only built irreps of {group.name} that cover {U.shape[1]} of {n} dimensions"
+            f"escnn has only built irreps of {group_name} that cover {sum(Y.shape[1] for _, Y in out)} of {s} "
+            f"dimensions of an orbit block"
         )
-    Q = U
-    # verify the decomposition exactly as escnn will use it
-    for g, m in zip(elements, rho):
-        block = np.zeros((n, n))
+    # verify exactly as escnn will use it: rho(g) Y = Y blockdiag(psi(g)), Y orthogonal
+    Y = np.concatenate([X for _, X in out], axis=1)
+    err = np.abs(Y.T @ Y - np.eye(s)).max()
+    for g in range(G):
+        left = np.empty_like(Y)
+        left[lp[g]] = ls[g][:, None] * Y
         o = 0
-        for pid in ids:
-            psi = group.irrep(*pid)
-            block[o : o + psi.size, o : o + psi.size] = psi(g)
-            o += psi.size
-        err = np.abs(Q @ block @ Q.T - m).max()
-        if err > 1e-9:
-            raise RuntimeError(f"irreps decomposition failed for {group.name}: error {err:.2e} at {g}")
+        for t, X in out:
+            r = X.shape[1]
+            err = max(err, np.abs(left[:, o : o + r] - X @ tables[t][2][g]).max())
+            o += r
+    if err > 1e-9:
+        raise RuntimeError(f"irreps decomposition failed for {group_name}: error {err:.2e}")
+    return out
+
+
+def _decompose(
+    group: Group, elements: List[GroupElement], key: str, perm: np.ndarray, sign: np.ndarray
+) -> Tuple[List[tuple], np.ndarray]:
+    """Split the signed permutation representation ``rho(g_t) e_x = sign[t, x] e_{perm[t, x]}`` into escnn irreps.
+
+    The basis vectors fall into orbits of at most ``|G|`` elements and rho is block diagonal over them, so each
+    orbit block is decomposed on its own (:func:`_decompose_orbit`; blocks with identical action tables are
+    decomposed once). Returns ``(irrep ids, Q)`` with ``rho(g) = Q blockdiag(psi(g) for psi in ids) Q^T`` and
+    ``Q`` orthogonal; the irreps come in the order of ``group.irreps()``, copies of one irrep orbit by orbit
+    (orbits ordered by their smallest index). Time and memory: ``O(n |G|)`` plus the ``n x n`` matrix ``Q``.
+    """
+    n = perm.shape[1]
+    tables = _irrep_tables(group, elements, key)
+    rep, _ = _orbit_minima(zip(perm, sign), n)
+    order = np.argsort(rep, kind="stable")
+    starts = np.flatnonzero(np.r_[True, rep[order][1:] != rep[order][:-1]])
+    orbits = np.split(order, starts[1:])  # each sorted ascending; orbits ordered by their smallest index
+    local = np.full(n, -1, dtype=np.int64)
+    done: dict = {}
+    per_irrep: List[List[Tuple[np.ndarray, np.ndarray]]] = [[] for _ in tables]
+    for orb in orbits:
+        local[orb] = np.arange(len(orb))
+        lp = local[perm[:, orb]]
+        ls = sign[:, orb]
+        k = (lp.tobytes(), ls.tobytes())
+        if k not in done:
+            done[k] = _decompose_orbit(lp, ls, tables, group.name)
+        for t, X in done[k]:
+            per_irrep[t].append((orb, X))
+    Q = np.zeros((n, n))
+    ids: List[tuple] = []
+    col = 0
+    for t, copies in enumerate(per_irrep):
+        for orb, X in copies:
+            r = X.shape[1]
+            Q[orb, col : col + r] = X
+            ids.append(tables[t][0])
+            col += r
     return ids, Q
 
 
@@ -184,17 +338,26 @@ def tensor_rep(gspace: GSpace, k: int, parity: int) -> Representation:
         parity: ``+1`` for a true tensor, ``-1`` for a pseudotensor.
 
     Returns:
-        An escnn ``Representation`` of size ``d**k`` in the natural tensor basis (see module docs): its
+        An escnn ``Representation`` of size ``n = d**k`` in the natural tensor basis (see module docs): its
         matrices are exact, ``change_of_basis`` is orthogonal and its ``irreps`` are escnn's irreps of the
-        group. For ``k=0, parity=+1`` this is ``group.trivial_representation`` itself, so escnn's scalar-only
-        layers accept it. ``supported_nonlinearities`` holds ``'norm'``, ``'gated'`` and ``'concatenated'``
-        and, only when every matrix is a plain permutation (no signs, so a pointwise function commutes with
-        it), ``'pointwise'``. The representation is registered in the group under the name
-        ``"tensor[k=K,parity=±1]@<action key>"``; calling again with the same arguments returns the same
-        object. ``rep.attributes['escnn_tensor']`` holds ``(d, k, parity, action key)``.
+        group, listed in the order of ``group.irreps()``. For ``k=0, parity=+1`` this is
+        ``group.trivial_representation`` itself, so escnn's scalar-only layers accept it.
+        ``supported_nonlinearities`` holds ``'norm'``, ``'gated'`` and ``'concatenated'`` and, only when every
+        matrix is a plain permutation (no signs, so a pointwise function commutes with it), ``'pointwise'``.
+        The representation is registered in the group under the name ``"tensor[k=K,parity=±1]@<action key>"``;
+        calling again with the same arguments returns the same object. ``rep.attributes['escnn_tensor']`` holds
+        ``(d, k, parity, action key)``.
+
+    Cost: the group permutes the ``n`` tensor components up to sign, so the decomposition is done orbit by orbit
+    of components (blocks of at most ``|G|``), in time about linear in ``n``; the dense ``n x n``
+    ``change_of_basis`` and escnn's own check of it (two ``n x n`` products, :math:`O(n^3)`) dominate for large
+    ``k`` (3D ``k=6``: ``n = 729``). ``rep(g)`` builds the dense matrix on each call from a stored signed
+    permutation.
 
     Raises:
         TypeError / ValueError: for a bad ``gspace``, ``k`` or ``parity``, naming the argument.
+        ValueError: the estimated memory (about ``64 n^2`` bytes: ``Q``, its transpose and escnn's checks)
+            exceeds :data:`MEMORY_LIMIT_BYTES` (with the default 2 GiB: 3D ``k <= 7``, 2D ``k <= 12``).
     """
     act = _action(gspace)
     k = check_order(k)
@@ -206,13 +369,20 @@ def tensor_rep(gspace: GSpace, k: int, parity: int) -> Representation:
     rep = group.representations.get(name)
     if rep is not None:
         return rep
-    mats = np.stack([tensor_matrix(m, k, parity) for m in act.matrices])
-    mats.setflags(write=False)
-    ids, Q = _decompose(group, act.elements, mats)
+    n = act.d**k
+    _check_memory(
+        f"tensor_rep({gspace.name}, k={k}, parity={parity:+d})",
+        64.0 * n * n,
+        f"a dense {act.d}^{k} x {act.d}^{k} = {n} x {n} change of basis, its inverse and escnn's checks of them",
+    )
+    perm, sign = _signed_action(act.matrices, k, parity)
+    perm.setflags(write=False)
+    sign.setflags(write=False)
+    ids, Q = _decompose(group, act.elements, act.key, perm, sign)
     nonlinearities = {"norm", "gated", "concatenated"}
-    if (mats >= 0).all():
+    if (sign > 0).all():
         nonlinearities.add("pointwise")
-    exact = _ExactMatrices(act, mats)
+    exact = _ExactMatrices(act, perm, sign)
     rep = Representation(
         group,
         name,
@@ -319,7 +489,10 @@ def field_signature(field_type: FieldType) -> List[Tuple[int, int]]:
             message lists them by index and name and says what is accepted.
     """
     if not isinstance(field_type, FieldType):
-        raise TypeError(f"expected an escnn FieldType, got {type(field_type).__name__}")
+        raise TypeError(
+            f"field_signature: field_type must be an escnn FieldType (e.g. from escnn_tensor.tensor_type), got "
+            f"{type(field_type).__name__}"
+        )
     out, bad = [], []
     for i, rep in enumerate(field_type.representations):
         info = tensor_field_info(rep, field_type.gspace)

@@ -6,6 +6,9 @@
   grid by the character formula (1/|G|) sum_g #(pixels fixed by M(g)) chi(g); ``K=1`` counts the invariant
   vectors of rho itself, order k_in + k_out counts equivariant kernels, order k_a + k_b + k_out counts
   equivariant bilinear maps.
+- ``symmetric_square_count(gs, k, parity, k_out, parity_out)``: the dimension of the equivariant linear maps from
+  the symmetric square Sym^2 of rho_{k,parity} to rho_{k_out,parity_out}, by the character formula
+  (1/|G|) sum_g chi_out(g) (chi(g)^2 + chi(g^2)) / 2 (equivariant quadratic maps of one field).
 - ``SUBGROUP_GSPACES_2D`` / ``_3D``: escnn gspaces of subgroups of B_d acting by signed permutations.
 
 Only the signed permutation matrices are taken from the package (``group_matrices``), and those are checked
@@ -64,6 +67,21 @@ def invariant_count(gs, K, k, parity):
     mats = group_matrices(gs)
     off = doubled_offsets(K, mats.shape[1])
     total = sum(int(np.all(off @ m.T == off, axis=1).sum()) * character(m, k, parity) for m in mats)
+    n = total / len(mats)
+    assert abs(n - round(n)) < 1e-9
+    return int(round(n))
+
+
+def symmetric_square_count(gs, k, parity, k_out, parity_out):
+    """dim Hom_G(Sym^2 rho_{k,parity}, rho_{k_out,parity_out}) = (1/|G|) sum_g chi_out(g) (chi(g)^2 + chi(g^2)) / 2.
+
+    chi_{Sym^2 V}(g) = (chi_V(g)^2 + chi_V(g^2)) / 2, with g^2 acting by the matrix M(g) M(g); characters are real.
+    """
+    mats = group_matrices(gs)
+    total = sum(
+        character(m, k_out, parity_out) * (character(m, k, parity) ** 2 + character(m @ m, k, parity)) / 2
+        for m in mats
+    )
     n = total / len(mats)
     assert abs(n - round(n)) < 1e-9
     return int(round(n))

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from escnn import gspaces, nn
-from escnn.group import Representation
 
 import escnn_tensor as et
 from escnn_tensor.representations import canonical_order
@@ -114,6 +113,69 @@ def test_decomposition_reproduces_rho_and_matches_character_formula(d, k, parity
     assert got == _character_multiplicities(gs, k, parity)
     # and the character formula accounts for every dimension (a check on the test itself)
     assert sum(gs.fibergroup.irrep(*i).size * m for i, m in _character_multiplicities(gs, k, parity).items()) == d**k
+
+
+LARGE_CASES = [(3, 4, 1), (3, 4, -1), (3, 5, -1), (3, 6, 1), (3, 6, -1), (2, 5, 1), (2, 6, 1), (2, 6, -1), (2, 8, -1)]
+
+
+@pytest.mark.parametrize("d,k,parity", LARGE_CASES)
+def test_large_orders_exact_and_decomposed(d, k, parity):
+    """Orders the brief asks to be fast (3D k <= 6, 2D k <= 6 and beyond): exact matrices for every element,
+    orthogonal change of basis, multiplicities by the character formula, and rho(g) V = Q B(g) Q^T V for random V
+    and every element (blockwise B(g) from escnn's irreps; the dense n^3 product of the small-order test is too
+    slow here)."""
+    gs = et.hyperoctahedral_gspace(d)
+    rep = et.tensor_rep(gs, k, parity)
+    G = gs.fibergroup
+    n = d**k
+    Q = rep.change_of_basis
+    np.testing.assert_allclose(Q.T @ Q, np.eye(n), atol=1e-12)
+    np.testing.assert_array_equal(rep.change_of_basis_inv, Q.T)
+    got = {}
+    for i in rep.irreps:
+        got[i] = got.get(i, 0) + 1
+    assert got == _character_multiplicities(gs, k, parity)
+    starts = np.cumsum([0] + [G.irrep(*i).size for i in rep.irreps])
+    by_irrep = {}  # irrep id -> row indices of its copies in Q^T V, shaped (copies, r)
+    for j, i in enumerate(rep.irreps):
+        by_irrep.setdefault(i, []).append(np.arange(starts[j], starts[j + 1]))
+    V = np.random.default_rng(0).standard_normal((n, 3))
+    W = Q.T @ V
+    for g in G.elements:
+        want = _expected(et.group_matrix(gs, g), k, parity)
+        np.testing.assert_array_equal(rep(g), want)
+        assert rep.character(g) == np.trace(want)
+        BW = np.empty_like(W)
+        for i, rows in by_irrep.items():
+            rows = np.stack(rows)
+            BW[rows] = np.einsum("ab,cbv->cav", np.asarray(G.irrep(*i)(g)), W[rows])
+        assert np.abs(Q @ BW - want @ V).max() <= 1e-12 * np.abs(V).max()
+
+
+def test_tensor_rep_refuses_sizes_that_do_not_fit(monkeypatch):
+    from escnn_tensor import representations as reps_module
+
+    gs = et.hyperoctahedral_gspace(3)
+    with pytest.raises(ValueError) as e:
+        et.tensor_rep(gs, 8, 1)
+    msg = str(e.value)
+    for needle in ("tensor_rep(", "k=8", "6561 x 6561", "2.6 GiB", "limit 2.0 GiB", "MEMORY_LIMIT_BYTES"):
+        assert needle in msg, (needle, msg)
+    assert not any(name.startswith("tensor[k=8,") for name in gs.fibergroup.representations)
+    # the limit is read at call time; k=7 of a flip is built by no other test
+    monkeypatch.setattr(reps_module, "MEMORY_LIMIT_BYTES", 1000)
+    with pytest.raises(ValueError, match="128 x 128"):
+        et.tensor_rep(gspaces.flip2dOnR2(axis=0.0), 7, -1)
+
+
+def test_representation_callable_pickles():
+    import pickle
+
+    gs = et.hyperoctahedral_gspace(3)
+    rep = et.tensor_rep(gs, 3, -1)
+    f = pickle.loads(pickle.dumps(rep.representation))
+    for g in gs.fibergroup.elements:
+        np.testing.assert_array_equal(f(g), rep(g))
 
 
 def test_scalar_is_escnn_trivial_and_pseudoscalar_is_det():
