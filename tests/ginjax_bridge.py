@@ -43,6 +43,26 @@ def _tuple2(x):
     return x
 
 
+def _vector_neuron(case, arrays):
+    """ginjax.layers.VectorNeuronNonlinear with given weights on a MultiImage; outputs flattened, in key order.
+
+    case["keys"]: [[k, ginjax parity, channels], ...]; arrays "<id>/x/<i>" (channels, spatial, tensor) and
+    "<id>/W/<i>" (channels, channels) for every key but the true scalars.
+    """
+    import equinox as eqx
+    from ginjax import layers
+
+    keys = [((False,) * k, p) for k, p, _ in case["keys"]]
+    sig = tuple((key, c) for key, (_, _, c) in zip(keys, case["keys"]))
+    layer = layers.VectorNeuronNonlinear(sig, case["D"], eps=case["eps"], key=jax.random.PRNGKey(0))
+    for i, key in enumerate(keys):
+        if key != ((), 0):
+            layer = eqx.tree_at(lambda m, key=key: m.weights[key], layer, jnp.asarray(arrays[f"{case['id']}/W/{i}"]))
+    x = geom.MultiImage({key: jnp.asarray(arrays[f"{case['id']}/x/{i}"]) for i, key in enumerate(keys)}, case["D"])
+    out = layer(x)
+    return np.concatenate([np.asarray(out.data[key]).reshape(-1) for key in keys])
+
+
 def run_case(case, arrays):
     op = case["op"]
     if op == "invariant_filters":
@@ -51,6 +71,8 @@ def run_case(case, arrays):
         shape = (case["M"],) * case["D"] + (case["D"],) * case["k"]
         data = np.stack([np.asarray(f.data) for f in filters]) if filters else np.zeros((0,) + shape)
         return data, None
+    if op == "vector_neuron":
+        return _vector_neuron(case, arrays), None
     img = _image(arrays, case)
     if op == "convolve":
         flt = _image(arrays, case, "filter", "filter_parity")

@@ -30,24 +30,15 @@ The bias of an output field lies in the invariant subspace of its representation
 """
 from __future__ import annotations
 
-import copy
-import math
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from escnn.group import GroupElement
 from escnn.nn import FieldType, GeometricTensor
-from escnn.nn.modules.equivariant_module import EquivariantModule
-from torch.nn import Parameter
 
-from .._pickling import gspace_recipe, rebuild_gspace
 from ..grid import PADDING_MODES, conv_output_size, same_on_axes, stride_fits, symmetric_padding
-from ..representations import field_signature, tensor_type
-from ..testing import default_tolerance, equivariance_errors
-from ._fields import FieldLayout, bias_basis, check_types, kernel_basis
+from ._kernel import KernelExpansionModule
 
 __all__ = ["GeometricConv", "EquivarianceWarning"]
 
@@ -58,7 +49,7 @@ class EquivarianceWarning(UserWarning):
     """A layer was called in a way that makes its output not equivariant (e.g. a stride that does not fit)."""
 
 
-class GeometricConv(EquivariantModule):
+class GeometricConv(KernelExpansionModule):
     r"""Complete :math:`G`-equivariant convolution between FieldTypes of tensor fields (2D or 3D).
 
     Same arguments and meaning as escnn's ``R2Conv`` / ``R3Conv`` (the dimension follows the gspace), but the
@@ -86,8 +77,9 @@ class GeometricConv(EquivariantModule):
     ``(m_out, m_in, n)`` with ``n`` = number of invariant filters of order ``k_in+k_out`` and parity
     ``p_in p_out``) and ``bias`` (flat; ``(m_out, n_b)`` per output type, or ``None``). The dense kernel
     ``(out_type.size, in_type.size, K, .., K)`` is expanded from them with one einsum per type pair in train mode,
-    and cached in eval mode (recomputed when the weights change, or when gradients to the weights are needed).
-    The state_dict holds only ``weights`` and ``bias``, in both modes.
+    and cached in eval mode (rebuilt whenever the values of ``weights`` or ``bias`` differ from those it was built
+    from, however they were changed, and bypassed when gradients to the weights are needed). The state_dict holds
+    only ``weights`` and ``bias``, in both modes. The input must have the layer's dtype (else a ``TypeError``).
     """
 
     def __init__(
@@ -103,11 +95,7 @@ class GeometricConv(EquivariantModule):
         initialize: bool = True,
     ):
         super().__init__()
-        d, sig_in, sig_out = check_types(in_type, out_type)
-        self.d = d
-        self.space = in_type.gspace
-        self.in_type = in_type
-        self.out_type = out_type
+        d, sig_in, sig_out = self._init_types(in_type, out_type)
         self.kernel_size = same_on_axes(kernel_size, d, "kernel_size", 1)
         self.stride = same_on_axes(stride, d, "stride", 1)
         self.dilation = same_on_axes(dilation, d, "dilation", 1)
@@ -115,211 +103,9 @@ class GeometricConv(EquivariantModule):
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         self.padding_mode = padding_mode
-        for name, flag in (("bias", bias), ("initialize", initialize)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be True or False, got {flag!r}")
-        self._fields_in = FieldLayout(sig_in, d)
-        self._fields_out = FieldLayout(sig_out, d)
-        self._master: Dict[str, torch.Tensor] = {}  # float64 originals of the floating buffers
-        self._cache = None
-        self._build_kernel_plan()
-        self._build_bias_plan(bias)
-        if initialize:
-            self.reset_parameters()
-
-    # ---- construction -------------------------------------------------------------------------------------------
-
-    def _add_basis(self, name: str, basis64: torch.Tensor) -> None:
-        self._master[name] = basis64
-        self.register_buffer(name, basis64.to(torch.get_default_dtype()), persistent=False)
-
-    def _build_kernel_plan(self) -> None:
-        """One basis buffer and one slice of ``weights`` per pair (in type, out type)."""
-        fi, fo = self._fields_in, self._fields_out
-        self._pairs = []  # per out type: list of (basis name or None, offset, m_out, m_in, n)
-        offset = 0
-        for to, t_out in enumerate(fo.types):
-            row = []
-            for ti, t_in in enumerate(fi.types):
-                basis = kernel_basis(self.space, self.kernel_size, t_in, t_out)
-                n = basis.shape[0]
-                name = None
-                if n > 0:
-                    name = f"_basis_{to}_{ti}"
-                    self._add_basis(name, basis)
-                row.append((name, offset, fo.count[to], fi.count[ti], n))
-                offset += fo.count[to] * fi.count[ti] * n
-            self._pairs.append(row)
-        if offset == 0:
-            raise ValueError(
-                f"there is no nonzero equivariant kernel of size {self.kernel_size} from in_type "
-                f"{field_signature(self.in_type)} to out_type {field_signature(self.out_type)} (as (k, parity) "
-                f"per field); the layer would be constant. Use a larger kernel_size or other field types."
-            )
-        self.weights = Parameter(torch.zeros(offset))
-        for name, order in (("_order_in", self._fields_in), ("_order_out", self._fields_out)):
-            self.register_buffer(name, torch.from_numpy(order.inverse.copy()), persistent=False)
-
-    def _build_bias_plan(self, bias: bool) -> None:
-        self._bias_blocks = []  # per out type: (basis name or None, offset, m_out, n)
-        offset = 0
-        fo = self._fields_out
-        for to, t_out in enumerate(fo.types):
-            basis = bias_basis(self.space, t_out) if bias else torch.zeros(0, fo.dim[to], dtype=torch.float64)
-            n = basis.shape[0]
-            name = None
-            if n > 0:
-                name = f"_bias_basis_{to}"
-                self._add_basis(name, basis)
-            self._bias_blocks.append((name, offset, fo.count[to], n))
-            offset += fo.count[to] * n
-        if offset > 0:
-            self.bias = Parameter(torch.zeros(offset))
-        else:
-            self.register_parameter("bias", None)
-
-    def _peak_gain(self, to: int) -> float:
-        r"""Peak over frequencies of the expected kernel gain into out type ``to`` per unit weight variance.
-
-        For weights i.i.d. with variance 1 the kernel's expected power spectrum, averaged over the output
-        components, is :math:`S(\omega) = \frac{1}{d^{k_{out}}} \sum_{t_{in}} m_{in} \sum_n \|\hat B_n(\omega)\|^2
-        = \phi(\omega)^H G \phi(\omega)` with :math:`G_{ss'} = \frac{1}{d^{k_{out}}}\sum m_{in} \sum_{n,a,i}
-        B_n[a,i,s] B_n[a,i,s']` and :math:`\phi(\omega)_s = e^{i\omega\cdot s}`; this returns its maximum over a
-        grid of ``max(16, 4K)**d`` frequencies (which holds 0 and pi on each axis).
-        """
-        K, d = self.kernel_size, self.d
-        gram = np.zeros((K**d, K**d))
-        for name, _, _, m_in, _ in self._pairs[to]:
-            if name is not None:
-                b = self._master[name].reshape(-1, K**d).numpy()
-                gram += m_in * (b.T @ b)
-        gram /= self._fields_out.dim[to]
-        L = max(16, 4 * K)
-        freqs = 2 * np.pi * np.arange(L) / L
-        omega = np.stack(np.meshgrid(*([freqs] * d), indexing="ij"), -1).reshape(-1, d)
-        pixels = np.stack(np.meshgrid(*([np.arange(K)] * d), indexing="ij"), -1).reshape(-1, d)
-        phase = omega @ pixels.T  # (F, K^d)
-        c, s = np.cos(phase), np.sin(phase)
-        power = ((c @ gram) * c).sum(1) + ((s @ gram) * s).sum(1)
-        return float(power.max())
-
-    @torch.no_grad()
-    def reset_parameters(self, gain: float = 1.0, generator: Optional[torch.Generator] = None) -> None:
-        r"""Variance-preserving initialisation (no input frequency amplified); the bias is set to zero.
-
-        All weights into output type ``t_out`` are drawn i.i.d. from :math:`N(0, \sigma^2_{t_{out}})` with
-        :math:`\sigma^2_{t_{out}} = gain / \max_\omega S_{t_{out}}(\omega)` (see :meth:`_peak_gain`): for inputs
-        independent across channels, the expected output power at each spatial frequency :math:`\omega` is
-        :math:`\sigma^2 S(\omega)` times the input power there, i.e. at most ``gain`` and equal to it at the peak.
-        (Normalising by the white-noise average of :math:`S` instead, as He's rule does, lets the smooth
-        frequencies that weight-tied invariant kernels favour grow layer after layer.)
-        """
-        for to, row in enumerate(self._pairs):
-            if all(name is None for name, *_ in row):
-                continue
-            std = math.sqrt(gain / self._peak_gain(to))
-            for name, off, m_out, m_in, n in row:
-                size = m_out * m_in * n
-                if size:
-                    w = torch.randn(size, generator=generator, dtype=torch.float64) * std
-                    self.weights[off : off + size] = w.to(self.weights)
-        if self.bias is not None:
-            self.bias.zero_()
-
-    # ---- expansion ----------------------------------------------------------------------------------------------
-
-    def _expand_kernel(self) -> torch.Tensor:
-        """Dense conv weight ``(out_type.size, in_type.size, K, .., K)`` from ``weights``: one einsum per type pair."""
-        fi, fo = self._fields_in, self._fields_out
-        w, S = self.weights, self.kernel_size**self.d
-        # one split (a single autograd node) rather than one slice per pair
-        coeffs = iter(w.split([m_out * m_in * n for row in self._pairs for _, _, m_out, m_in, n in row]))
-        rows = []
-        for to, row in enumerate(self._pairs):
-            blocks = []
-            for ti, (name, off, m_out, m_in, n) in enumerate(row):
-                shape = (m_out * fo.dim[to], m_in * fi.dim[ti], S)
-                coeff = next(coeffs).view(m_out, m_in, n)
-                if name is None:
-                    blocks.append(w.new_zeros(shape))
-                    continue
-                block = torch.einsum("oin,nabs->oaibs", coeff, getattr(self, name))
-                blocks.append(block.reshape(shape))
-            rows.append(torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0])
-        kernel = torch.cat(rows, dim=0) if len(rows) > 1 else rows[0]
-        if not fo.identity:
-            kernel = kernel.index_select(0, self._order_out)
-        if not fi.identity:
-            kernel = kernel.index_select(1, self._order_in)
-        return kernel.reshape(kernel.shape[:2] + (self.kernel_size,) * self.d)
-
-    def _expand_bias(self) -> Optional[torch.Tensor]:
-        """Dense bias ``(out_type.size,)`` from ``bias``, or ``None``."""
-        if self.bias is None:
-            return None
-        fo = self._fields_out
-        parts = []
-        for to, (name, off, m_out, n) in enumerate(self._bias_blocks):
-            if name is None:
-                parts.append(self.bias.new_zeros(m_out * fo.dim[to]))
-            else:
-                coeff = self.bias[off : off + m_out * n].view(m_out, n)
-                parts.append((coeff @ getattr(self, name)).reshape(-1))
-        b = torch.cat(parts)
-        return b if fo.identity else b.index_select(0, self._order_out)
-
-    def expand_parameters(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """The dense kernel ``(C_out, C_in, K, .., K)`` and bias ``(C_out,)`` (or ``None``), freshly expanded."""
-        return self._expand_kernel(), self._expand_bias()
-
-    def _cache_key(self) -> tuple:
-        tensors = [self.weights] + ([self.bias] if self.bias is not None else [])
-        return tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in tensors)
-
-    def _kernel_and_bias(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Train mode, or gradients to the weights wanted: expand. Eval mode otherwise: the cached expansion."""
-        needs_graph = torch.is_grad_enabled() and (
-            self.weights.requires_grad or (self.bias is not None and self.bias.requires_grad)
-        )
-        if self.training or needs_graph:
-            self._cache = None
-            return self.expand_parameters()
-        key = self._cache_key()
-        if self._cache is None or self._cache[0] != key:
-            with torch.no_grad():
-                self._cache = (key,) + self.expand_parameters()
-        return self._cache[1], self._cache[2]
-
-    def train(self, mode: bool = True) -> "GeometricConv":
-        """Set the mode; the eval-mode kernel cache is dropped either way (it is rebuilt on the next eval forward)."""
-        self._cache = None
-        return super().train(mode)
-
-    def _apply(self, fn, *args, **kwargs):
-        # .to() / .double() / .half() ...: the basis buffers are re-rounded from their float64 originals, so a
-        # float32 -> float64 round trip gives the exact basis back.
-        out = super()._apply(fn, *args, **kwargs)
-        for name, master in self._master.items():
-            buf = self._buffers[name]
-            self._buffers[name] = master.to(device=buf.device, dtype=buf.dtype)
-        self._cache = None
-        return out
+        self._build(sig_in, sig_out, bias, initialize)
 
     # ---- forward ------------------------------------------------------------------------------------------------
-
-    def _check_input(self, input) -> None:
-        if not isinstance(input, GeometricTensor):
-            raise TypeError(f"input must be an escnn GeometricTensor of type in_type, got {type(input).__name__}")
-        if input.type is not self.in_type and input.type != self.in_type:
-            raise ValueError(
-                f"input has FieldType {input.type} ({input.type.size} channels) but this layer's in_type is "
-                f"{self.in_type} ({self.in_type.size} channels)"
-            )
-        if input.tensor.dim() != 2 + self.d:
-            raise ValueError(
-                f"input tensor must have shape (batch, {self.in_type.size}" + ", N" * self.d
-                + f"), got {tuple(input.tensor.shape)}"
-            )
 
     def _check_stride(self, spatial: Sequence[int]) -> None:
         bad = [n for n in spatial if not stride_fits(n, self.kernel_size, self.stride, 2 * self.padding, self.dilation)]
@@ -336,8 +122,7 @@ class GeometricConv(EquivariantModule):
 
     def forward(self, input: GeometricTensor) -> GeometricTensor:
         """Convolve: ``GeometricTensor`` of ``in_type`` ``(B, C_in, N..)`` -> of ``out_type`` ``(B, C_out, M..)``."""
-        self._check_input(input)
-        x = input.tensor
+        x = self._check_input(input)
         if self.stride > 1:
             self._check_stride(x.shape[2:])
         kernel, bias = self._kernel_and_bias()
@@ -363,37 +148,13 @@ class GeometricConv(EquivariantModule):
 
     # ---- checks and export --------------------------------------------------------------------------------------
 
-    def check_equivariance(
-        self,
-        rtol: Optional[float] = None,
-        spatial: Optional[int] = None,
-        dtype: torch.dtype = torch.float64,
-        assertion: bool = True,
-    ) -> List[Tuple[GroupElement, float]]:
-        r"""Equivariance errors over **every** group element, on a random input; no downloads.
-
-        Runs a float copy of the layer (``dtype``, default float64; the layer itself is not changed) on a random
-        Gaussian input of side ``spatial`` (default: the smallest size >= kernel reach + 4 that fits the stride)
-        and returns ``[(g, max|f(g.x) - g.f(x)| / max|f(x)|) for every g]``. With ``assertion=True`` it raises
-        ``AssertionError`` if an error exceeds ``rtol`` (default 1e-10 for float64, 1e-5 for float32).
-        """
-        if spatial is None:
-            span = self.dilation * (self.kernel_size - 1)
-            spatial = max(span + 1 - 2 * self.padding, 1) + 4
-            while not stride_fits(spatial, self.kernel_size, self.stride, 2 * self.padding, self.dilation):
-                spatial += 1
-        layer = copy.deepcopy(self).to(dtype=dtype)
-        layer.eval()
-        gen = torch.Generator().manual_seed(0)
-        x = torch.randn((2, self.in_type.size) + (spatial,) * self.d, generator=gen, dtype=dtype)
-        x = GeometricTensor(x.to(self.weights.device), self.in_type)
-        with torch.no_grad():
-            errors = list(equivariance_errors(layer, x).items())
-        tol = default_tolerance(dtype) if rtol is None else rtol
-        bad = [(str(g), e) for g, e in errors if not e <= tol]
-        if assertion and bad:
-            raise AssertionError(f"GeometricConv not equivariant to rtol={tol:g} for {len(bad)} elements: {bad}")
-        return errors
+    def _check_spatial(self) -> int:
+        """The smallest input side >= kernel reach + 4 that fits the stride."""
+        span = self.dilation * (self.kernel_size - 1)
+        spatial = max(span + 1 - 2 * self.padding, 1) + 4
+        while not stride_fits(spatial, self.kernel_size, self.stride, 2 * self.padding, self.dilation):
+            spatial += 1
+        return spatial
 
     def export(self) -> torch.nn.Module:
         """A ``torch.nn.Conv2d`` / ``Conv3d`` with the same output (padding, padding_mode, stride, dilation, bias).
@@ -421,46 +182,10 @@ class GeometricConv(EquivariantModule):
                 conv.bias.copy_(bias)
         return conv
 
-    # ---- copying and pickling -----------------------------------------------------------------------------------
-
-    def __deepcopy__(self, memo):
-        # FieldTypes and the gspace are immutable: the copy shares them (escnn compares them by identity of reps).
-        for shared in (self.in_type, self.out_type, self.space):
-            memo.setdefault(id(shared), shared)
-        new = self.__class__.__new__(self.__class__)
-        memo[id(self)] = new
-        for key, value in self.__dict__.items():
-            new.__dict__[key] = copy.deepcopy(value, memo)
-        new._cache = None
-        return new
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        for key in ("in_type", "out_type", "space"):
-            del state[key]
-        state["_cache"] = None
-        state["_recipe"] = (
-            gspace_recipe(self.space),
-            field_signature(self.in_type),
-            field_signature(self.out_type),
-        )
-        return state
-
-    def __setstate__(self, state):
-        state = dict(state)
-        gs_recipe, sig_in, sig_out = state.pop("_recipe")
-        gs = rebuild_gspace(gs_recipe)
-        state["space"] = gs
-        state["in_type"] = tensor_type(gs, [(k, p, 1) for k, p in sig_in])
-        state["out_type"] = tensor_type(gs, [(k, p, 1) for k, p in sig_out])
-        super().__setstate__(state)
-
     def extra_repr(self) -> str:
         s = f"{self.in_type}, {self.out_type}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding:
             s += f", padding={self.padding}, padding_mode={self.padding_mode!r}"
         if self.dilation != 1:
             s += f", dilation={self.dilation}"
-        if self.bias is None:
-            s += ", bias=None"
-        return s + f", weights={self.weights.numel()}"
+        return s + self._repr_tail()

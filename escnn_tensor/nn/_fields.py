@@ -7,13 +7,13 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 from escnn.gspaces import GSpace
-from escnn.nn import FieldType
+from escnn.nn import FieldType, GeometricTensor
 
 from ..filters import invariant_filters
 from ..groups import action_key, check_gspace, grid_to_escnn
 from ..representations import field_signature
 
-__all__ = ["check_types", "check_field_type", "FieldLayout", "kernel_basis", "bias_basis"]
+__all__ = ["check_types", "check_field_type", "check_input", "check_dtype", "FieldLayout", "kernel_basis", "bias_basis"]
 
 
 def check_field_type(field_type, name: str = "in_type") -> Tuple[int, List[Tuple[int, int]]]:
@@ -33,6 +33,35 @@ def check_field_type(field_type, name: str = "in_type") -> Tuple[int, List[Tuple
     except ValueError as err:
         raise ValueError(f"{name}: {err}") from None
     return d, signature
+
+
+def check_input(input, in_type: FieldType, d: int, owner: str) -> torch.Tensor:
+    """The tensor ``(B, in_type.size, N_1, .., N_d)`` of ``input`` after checking that it is a ``GeometricTensor`` of
+    ``in_type`` with ``2 + d`` axes. Errors are ``TypeError`` / ``ValueError`` starting with ``owner`` (the layer or
+    model name) and naming what was given."""
+    if not isinstance(input, GeometricTensor):
+        raise TypeError(f"{owner}: input must be an escnn GeometricTensor of type in_type, got {type(input).__name__}")
+    if input.type is not in_type and input.type != in_type:
+        raise ValueError(
+            f"{owner}: input has FieldType {input.type} ({input.type.size} channels) but the in_type is "
+            f"{in_type} ({in_type.size} channels)"
+        )
+    x = input.tensor
+    if x.dim() != 2 + d or x.shape[1] != in_type.size:
+        raise ValueError(
+            f"{owner}: input tensor must have shape (batch, {in_type.size}" + ", N" * d + f"), got {tuple(x.shape)}"
+        )
+    return x
+
+
+def check_dtype(x: torch.Tensor, reference, owner: str) -> None:
+    """``TypeError`` if ``x`` and the floating ``reference`` tensor (a parameter or buffer of ``owner``) differ in
+    dtype; no check when ``reference`` is None."""
+    if reference is not None and x.dtype != reference.dtype:
+        raise TypeError(
+            f"{owner}: input dtype {x.dtype} differs from the layer's dtype {reference.dtype}; convert the input "
+            f"(tensor.to({reference.dtype})) or the layer (layer.to({x.dtype}))"
+        )
 
 
 def check_types(in_type, out_type) -> Tuple[int, List[Tuple[int, int]], List[Tuple[int, int]]]:
