@@ -30,9 +30,17 @@ __all__ = [
     "tensor_product",
     "wrap_pad",
     "check_is_torus",
+    "allclose",
 ]
 
-TINY = 1e-5  # ginjax's threshold below which normalize() leaves an image unchanged
+TINY = 1e-5  # ginjax's TINY: normalize() leaves an image unchanged below it; default tolerance of ==
+
+
+def allclose(a: torch.Tensor, b: torch.Tensor, rtol: float = TINY, atol: float = TINY) -> bool:
+    """``torch.allclose(a, b, rtol, atol)`` for tensors of one shape, in their promoted dtype on ``a``'s device
+    (ginjax's ``jnp.allclose``; the equality of geometric images)."""
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    return bool(torch.allclose(a.to(dtype), b.to(device=a.device, dtype=dtype), rtol=rtol, atol=atol))
 
 
 def check_is_torus(is_torus, D: int) -> Tuple[bool, ...]:

@@ -171,6 +171,27 @@ class GeometricImage:
     def __neg__(self) -> "GeometricImage":
         return self._new(-self.data)
 
+    def allclose(self, other: "GeometricImage", rtol: float = fn.TINY, atol: float = fn.TINY) -> bool:
+        """Value equality as ginjax's ``==``: same ``D``, ``N``, ``k``, ``parity``, ``is_torus`` and data shape
+        (batch axes included), and ``|self - other| <= atol + rtol |other|`` everywhere (``torch.allclose``; the
+        data are compared in their promoted dtype, on ``self``'s device). Defaults ``rtol = atol = 1e-5``
+        (ginjax's ``TINY``)."""
+        if not isinstance(other, GeometricImage):
+            raise TypeError(f"allclose: other must be a GeometricImage, got {type(other).__name__}")
+        mine = (self.D, self.N, self.k, self.parity, self.is_torus, tuple(self.data.shape))
+        theirs = (other.D, other.N, other.k, other.parity, other.is_torus, tuple(other.data.shape))
+        if mine != theirs:
+            return False
+        return fn.allclose(self.data, other.data, rtol, atol)
+
+    def __eq__(self, other) -> bool:
+        """``self.allclose(other)`` with ``rtol = atol = 1e-5`` (ginjax's ``==``); ``False`` for non-images."""
+        if not isinstance(other, GeometricImage):
+            return NotImplemented
+        return self.allclose(other)
+
+    __hash__ = None  # mutable data, equality by value
+
     def __mul__(self, other: Union["GeometricImage", float]) -> "GeometricImage":
         """Scalar multiple, or (for another image) the pixelwise tensor product.
 

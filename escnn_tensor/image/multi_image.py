@@ -123,13 +123,22 @@ class MultiImage(Mapping):
         return MultiImage(data, self.D, self.is_torus if is_torus is None else is_torus)
 
     # ---- arithmetic ----------------------------------------------------------------------------------
-    def _check_compatible(self, other, op: str) -> None:
+    def _check_compatible(self, other, op: str, same_batch: bool = True) -> None:
+        """``other`` is a MultiImage with the same ``D``, ``is_torus``, signature, ``N`` and (if ``same_batch``)
+        batch size; ``ValueError`` naming what differs otherwise (no broadcasting, as in ginjax)."""
         if not isinstance(other, MultiImage):
             raise TypeError(f"{op}: expected a MultiImage, got {type(other).__name__}")
         if (self.D, self.is_torus, self.signature) != (other.D, other.is_torus, other.signature):
             raise ValueError(
                 f"{op}: MultiImages must have the same D, is_torus and signature, got "
                 f"{(self.D, self.is_torus, self.signature)} and {(other.D, other.is_torus, other.signature)}"
+            )
+        if self.N != other.N:
+            raise ValueError(f"{op}: MultiImages must have the same grid size N, got N={self.N} and N={other.N}")
+        if same_batch and self.batch_size != other.batch_size:
+            raise ValueError(
+                f"{op}: MultiImages must have the same batch size (no broadcasting), got batch sizes "
+                f"{self.batch_size} and {other.batch_size}"
             )
 
     def __add__(self, other: "MultiImage") -> "MultiImage":
@@ -164,10 +173,15 @@ class MultiImage(Mapping):
                 f"concat: D and is_torus must match, got {(self.D, self.is_torus)} and {(other.D, other.is_torus)}"
             )
         if axis == 0:
-            self._check_compatible(other, "concat(axis=0)")
+            self._check_compatible(other, "concat(axis=0)", same_batch=False)
             return self._new({key: torch.cat([v, other[key]], 0) for key, v in self.items()})
         if axis != 1:
             raise ValueError(f"axis must be 0 (batch) or 1 (channels), got {axis!r}")
+        if (self.batch_size, self.N) != (other.batch_size, other.N):
+            raise ValueError(
+                f"concat(axis=1): MultiImages must have the same batch size and grid size N, got "
+                f"(batch, N) = {(self.batch_size, self.N)} and {(other.batch_size, other.N)}"
+            )
         out = dict(self._data)
         for key, v in other.items():
             out[key] = torch.cat([out[key], v], 1) if key in out else v
@@ -177,18 +191,28 @@ class MultiImage(Mapping):
         return self._new({key: v / other for key, v in self.items()})
 
     def equal(self, other: "MultiImage") -> bool:
-        """Bitwise equality: same ``D``, ``is_torus``, signature and ``torch.equal`` values (``==`` calls this;
-        ginjax's ``==`` is ``allclose``, use ``torch.allclose`` per key for that)."""
+        """Bitwise equality: same ``D``, ``is_torus``, signature and ``torch.equal`` values (same shapes)."""
         return (
             isinstance(other, MultiImage)
             and (self.D, self.is_torus, self.signature) == (other.D, other.is_torus, other.signature)
             and all(torch.equal(v, other[key]) for key, v in self.items())
         )
 
+    def allclose(self, other: "MultiImage", rtol: float = fn.TINY, atol: float = fn.TINY) -> bool:
+        """Value equality as ginjax's ``==``: same ``D``, ``is_torus``, signature, batch size and ``N``, and every
+        value ``torch.allclose`` (promoted dtype, ``self``'s device). Defaults ``rtol = atol = 1e-5`` (ginjax's
+        ``TINY``), as :meth:`GeometricImage.allclose`."""
+        if not isinstance(other, MultiImage):
+            raise TypeError(f"allclose: other must be a MultiImage, got {type(other).__name__}")
+        mine = (self.D, self.is_torus, self.signature, self.batch_size, self.N)
+        theirs = (other.D, other.is_torus, other.signature, other.batch_size, other.N)
+        return mine == theirs and all(fn.allclose(v, other[key], rtol, atol) for key, v in self.items())
+
     def __eq__(self, other) -> bool:
+        """``self.allclose(other)`` with ``rtol = atol = 1e-5`` (ginjax's ``==``); :meth:`equal` is bitwise."""
         if not isinstance(other, MultiImage):
             return NotImplemented
-        return self.equal(other)
+        return self.allclose(other)
 
     __hash__ = None  # mutable tensors inside
 
