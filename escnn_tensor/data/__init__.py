@@ -1,7 +1,53 @@
-"""Tensor-field data sets, generated offline and deterministically by seed.
+"""Tensor-field data sets, generated offline, deterministically by seed, and cached on disk.
 
-- :mod:`escnn_tensor.data.gravity`: point-mass densities and their gravitational fields (scalar -> vector).
+The registry (:mod:`escnn_tensor.data.tasks`): ``TASKS`` / ``get_task(name, **options)`` / ``load(name, n_samples,
+size, seed)``, each task giving escnn-layout float64 ``inputs`` / ``targets`` and their field types:
+
+- ``gravity``: point-mass density (scalar) -> gravitational field (vector); :mod:`~escnn_tensor.data.gravity`.
+- ``tidal``: density (scalar) -> tidal tensor (symmetric 2-tensor); :mod:`~escnn_tensor.data.tidal`.
+- ``navier-stokes``: velocity (vector) or vorticity (pseudoscalar) at t -> t + dt, 2D forced turbulence;
+  :mod:`~escnn_tensor.data.navier_stokes`.
+- ``subgrid-stress``: filtered velocity (vector) -> subgrid stress (symmetric 2-tensor);
+  :mod:`~escnn_tensor.data.subgrid`.
+- ``magnetostatics-3d``: current density (vector) -> magnetic field (pseudovector), 3D;
+  :mod:`~escnn_tensor.data.magnetostatics`.
+
+:mod:`escnn_tensor.data.spectral` holds the shared spectral calculus (derivatives with the Nyquist wavenumber
+zeroed, so that every operator commutes with the symmetries of the grid).
 """
-from . import gravity
+from . import gravity, magnetostatics, navier_stokes, spectral, subgrid, tidal
+from .tasks import (
+    TASKS,
+    MagnetostaticsTask,
+    NavierStokesTask,
+    SubgridStressTask,
+    Task,
+    TensorFieldData,
+    TidalTask,
+    GravityTask,
+    cache_path,
+    default_cache_dir,
+    get_task,
+    load,
+)
 
-__all__ = ["gravity"]
+__all__ = [
+    "gravity",
+    "tidal",
+    "navier_stokes",
+    "subgrid",
+    "magnetostatics",
+    "spectral",
+    "TASKS",
+    "get_task",
+    "load",
+    "Task",
+    "TensorFieldData",
+    "GravityTask",
+    "TidalTask",
+    "NavierStokesTask",
+    "SubgridStressTask",
+    "MagnetostaticsTask",
+    "default_cache_dir",
+    "cache_path",
+]

@@ -1,6 +1,7 @@
 r"""Gravity in a periodic box: point-mass densities and their gravitational fields (a scalar -> vector task).
 
-The task: from a scalar mass-density image :math:`\rho` predict the vector gravitational field :math:`g`.
+The task: from a scalar mass-density image :math:`\rho` predict the vector gravitational field :math:`g`
+(registered as ``escnn_tensor.data.get_task("gravity")``).
 
 Physics and conventions
 -----------------------
@@ -15,7 +16,7 @@ Physics and conventions
   inverse FFT of a real field would drop that term too; zeroing it says so explicitly.) Poisson is solved with the
   same operators, :math:`\hat\phi = -\hat\rho / (k_x^2 + k_y^2)`, so divergence, curl and Laplacian are exactly
   consistent. The densities made here are band limited (their Nyquist modes are zero), so Gauss's law holds to
-  round-off.
+  round-off. These operators are those of :mod:`escnn_tensor.data.spectral`, shared by every task.
 * Density: a few point masses on random pixels with random positive masses, smoothed by a periodic Gaussian
   of width ``smoothing`` pixels (applied in Fourier space), then projected off the Nyquist modes.
 
@@ -44,6 +45,8 @@ from escnn.nn import FieldType
 
 from ..groups import escnn_to_grid, grid_to_escnn
 from ..representations import tensor_type
+from . import spectral
+from .spectral import derivative_wavenumbers, gradient, nyquist_free, solve_poisson
 
 __all__ = [
     "derivative_wavenumbers",
@@ -77,32 +80,6 @@ def _check_image(x: torch.Tensor, n_trailing: int, name: str) -> int:
     if n_trailing == 1 and x.shape[-1] != 2:
         raise ValueError(f"{name} must be a 2D vector field with a last axis of size 2, got shape {tuple(x.shape)}")
     return int(n1)
-
-
-def derivative_wavenumbers(size: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    r"""The 1D wavenumbers of the spectral derivative, :math:`2\pi\,\mathrm{fftfreq}(size)`, Nyquist set to 0.
-
-    Returns a tensor of shape ``(size,)`` in FFT order: :math:`\partial_x f = \mathrm{ifft}(i k\, \hat f)`.
-    """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 2:
-        raise ValueError(f"size must be an integer >= 2, got {size!r}")
-    k = 2 * math.pi * torch.fft.fftfreq(int(size), dtype=dtype)
-    if size % 2 == 0:
-        k[size // 2] = 0.0
-    return k
-
-
-def _wavevectors(size: int, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
-    k = derivative_wavenumbers(size, dtype)
-    return k[:, None], k[None, :]  # kx along axis -2 (x), ky along axis -1 (y)
-
-
-def _nyquist_free(size: int) -> torch.Tensor:
-    """Boolean (size, size) mask of the Fourier modes without a Nyquist component (all modes for odd size)."""
-    ok = torch.ones(size, dtype=torch.bool)
-    if size % 2 == 0:
-        ok[size // 2] = False
-    return ok[:, None] & ok[None, :]
 
 
 def point_mass_density(
@@ -140,7 +117,7 @@ def point_mass_density(
     rho_hat = torch.fft.fft2(points.reshape(n_samples, size, size))
     k2 = (2 * math.pi * torch.fft.fftfreq(size, dtype=torch.float64)) ** 2
     gauss = torch.exp(-0.5 * (sx**2 * k2[:, None] + sy**2 * k2[None, :]))  # grid layout: axis -2 is x
-    rho_hat = rho_hat * gauss * _nyquist_free(size)
+    rho_hat = rho_hat * gauss * nyquist_free(size, 2)
     return torch.fft.ifft2(rho_hat).real
 
 
@@ -154,30 +131,20 @@ def gravitational_field(density: torch.Tensor) -> torch.Tensor:
         ``(..., N, N, 2)`` in grid layout, last axis ``(g_x, g_y)``, same dtype. Spectral solve, see the
         module docs (modes that the derivative cannot see, i.e. the mean and the Nyquist modes, give no field).
     """
-    size = _check_image(density, 0, "density")
-    kx, ky = _wavevectors(size, density.dtype)
-    k2 = kx**2 + ky**2
-    rho_hat = torch.fft.fft2(density)
-    phi_hat = torch.where(k2 > 0, -rho_hat / torch.where(k2 > 0, k2, 1.0), 0.0)
-    gx = torch.fft.ifft2(-1j * kx * phi_hat).real
-    gy = torch.fft.ifft2(-1j * ky * phi_hat).real
-    return torch.stack([gx, gy], dim=-1)
+    _check_image(density, 0, "density")
+    return -gradient(solve_poisson(density, 2), 2)
 
 
 def divergence(field: torch.Tensor) -> torch.Tensor:
     r""":math:`\partial_x g_x + \partial_y g_y` of a ``(..., N, N, 2)`` grid-layout field, spectrally."""
-    size = _check_image(field, 1, "field")
-    kx, ky = _wavevectors(size, field.dtype)
-    f = torch.fft.fft2(field.movedim(-1, 0))
-    return torch.fft.ifft2(1j * kx * f[0] + 1j * ky * f[1]).real
+    _check_image(field, 1, "field")
+    return spectral.divergence(field)
 
 
 def curl(field: torch.Tensor) -> torch.Tensor:
     r""":math:`\partial_x g_y - \partial_y g_x` of a ``(..., N, N, 2)`` grid-layout field, spectrally."""
-    size = _check_image(field, 1, "field")
-    kx, ky = _wavevectors(size, field.dtype)
-    f = torch.fft.fft2(field.movedim(-1, 0))
-    return torch.fft.ifft2(1j * kx * f[1] - 1j * ky * f[0]).real
+    _check_image(field, 1, "field")
+    return spectral.curl(field)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -200,8 +167,7 @@ def field_from_escnn_density(density: torch.Tensor) -> torch.Tensor:
     if density.dim() != 4 or density.shape[1] != 1:
         raise ValueError(f"density must have shape (B, 1, N, N) in escnn layout, got {tuple(density.shape)}")
     rho = escnn_to_grid(density[:, 0], 2)
-    g = gravitational_field(rho)  # (B, N, N, 2) grid layout
-    return grid_to_escnn(g, 2, n_trailing=1).movedim(-1, 1).contiguous()
+    return spectral.to_escnn(gravitational_field(rho), 2, 1)
 
 
 @dataclass

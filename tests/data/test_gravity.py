@@ -119,3 +119,14 @@ def test_bad_input_is_rejected():
         G.point_mass_density(2, 8, n_masses=(3, 1))
     with pytest.raises(ValueError, match=r"\(B, 1, N, N\)"):
         G.field_from_escnn_density(torch.zeros(2, 2, 8, 8, dtype=torch.float64))
+
+
+def test_registered_task_wraps_this_generator():
+    """The registry's ``gravity`` task is make_dataset with a generator seeded by ``seed`` (same numbers), and its
+    solve() is field_from_escnn_density (the map tested for equivariance above)."""
+    from escnn_tensor.data import get_task
+
+    data = get_task("gravity").make(3, 12, seed=9)
+    direct = G.make_dataset(3, 12, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(data.inputs, direct.density) and torch.equal(data.targets, direct.field)
+    assert torch.equal(get_task("gravity").solve(direct.density), G.field_from_escnn_density(direct.density))

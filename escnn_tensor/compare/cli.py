@@ -1,0 +1,206 @@
+r"""Command line of the comparison harness: ``python -m escnn_tensor.compare [options]``.
+
+Trains geometric (GeometricConv + tensor-field layers), steerable (escnn R2Conv/R3Conv on regular fields) and plain
+(torch convolutions on the components) versions of ResNet / UNet / DilResNet on the tensor-field tasks of
+:mod:`escnn_tensor.data`, at equal parameter counts, and writes a table and figures (see
+:mod:`escnn_tensor.compare.runner` for the files). ``--quick`` is a ~5 minute run on 2 CPU cores; without it the
+defaults are a full run (hours on a CPU). Every option given overrides the profile.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from ..models import FAMILIES, MODELS
+from .runner import CompareConfig, run_comparison
+
+__all__ = ["main", "parse_args", "QUICK", "FULL"]
+
+#: the --quick profile: about 4 minutes on 2 CPU cores (measured; see the lead's docs), at most 10. The learning
+#: rates are the two best of a validation sweep (1e-3 .. 3e-2) on these settings; each job keeps the better one on
+#: its own validation split.
+QUICK: Dict[str, Any] = dict(
+    tasks=["gravity", "tidal", "navier-stokes"], models=["resnet"], families=list(FAMILIES), augment=True,
+    params=6000, epochs=20, samples=128, val_samples=32, test_samples=32, size=None, task_size="quick", seeds=[0],
+    lrs=[1e-2, 3e-2], batch_size=8, dtype="float32", out="outputs/compare-quick",
+    model_options={"resnet": {"num_blocks": 2}, "dilresnet": {"num_blocks": 1}, "unet": {"num_downsamples": 2}},
+)
+#: the default (full) profile: hours on a CPU
+FULL: Dict[str, Any] = dict(
+    tasks=["gravity", "tidal", "navier-stokes", "subgrid-stress"], models=["resnet"], families=list(FAMILIES),
+    augment=True, params=20000, epochs=30, samples=256, val_samples=64, test_samples=64, size=None,
+    task_size="default", seeds=[0, 1, 2], lrs=[3e-3, 1e-2], batch_size=16, dtype="float32", out="outputs/compare",
+    model_options={"resnet": {"num_blocks": 4}, "dilresnet": {"num_blocks": 2}, "unet": {"num_downsamples": 3}},
+)
+
+
+def _seeds(text: str) -> List[int]:
+    """``'3'`` -> ``[0, 1, 2]``; ``'0,5,7'`` -> ``[0, 5, 7]``."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes a count (e.g. 3) or a comma list (e.g. 0,5,7), got {text!r}")
+    if not seeds or any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"--seeds needs at least one seed >= 0, got {text!r}")
+    return seeds
+
+
+def _model_option(text: str):
+    """``[model.]key=value`` with a Python literal value (``num_blocks=2``, ``unet.norm=None``)."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--model-option takes [model.]key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    model = None
+    if "." in key:
+        model, key = key.split(".", 1)
+        if model not in MODELS:
+            raise argparse.ArgumentTypeError(f"--model-option {text!r}: unknown model {model!r}; models: {list(MODELS)}")
+    try:
+        value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        pass  # a bare word: keep it as a string
+    return model, key.strip(), value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return v
+
+    return parse
+
+
+def _describe(name: str, prof: Dict[str, Any]) -> str:
+    opts = "; ".join(f"{m}: " + ", ".join(f"{k}={v}" for k, v in o.items()) for m, o in prof["model_options"].items())
+    size = "each task's quick size" if prof["task_size"] == "quick" else "each task's default size"
+    return (
+        f"{name}: tasks {', '.join(prof['tasks'])}; models {', '.join(prof['models'])} ({opts}); families "
+        f"{', '.join(prof['families'])}{' + plain with augmentation' if prof['augment'] else ''}; params "
+        f"{prof['params']}; {prof['samples']}/{prof['val_samples']}/{prof['test_samples']} train/val/test samples "
+        f"of {size}; {prof['epochs']} epochs, batch {prof['batch_size']}, learning rates "
+        f"{', '.join(f'{lr:g}' for lr in prof['lrs'])}; seeds {len(prof['seeds'])}; {prof['dtype']}; --out "
+        f"{prof['out']}."
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..data import TASKS
+
+    p = argparse.ArgumentParser(
+        prog="python -m escnn_tensor.compare",
+        description="Geometric vs steerable vs plain CNNs on tensor-field tasks, at equal parameter counts.",
+        epilog="Options given override the profile. " + _describe("--quick", QUICK) + " " + _describe("Default", FULL)
+        + " Hyperparameters are chosen on the validation split: the best epoch, and the best of several --lr values.",
+    )
+    p.add_argument("--task", action="append", choices=sorted(TASKS), help="task (repeatable)")
+    p.add_argument("--model", action="append", choices=sorted(MODELS), help="architecture (repeatable)")
+    p.add_argument("--family", action="append", choices=list(FAMILIES), help="model family (repeatable)")
+    p.add_argument("--params", type=_positive(int), help="trainable-parameter budget of every model (+-10%%)")
+    p.add_argument("--epochs", type=_positive(int))
+    p.add_argument("--samples", type=_positive(int), help="training samples per task")
+    p.add_argument("--val-samples", type=_positive(int), help="validation samples per task")
+    p.add_argument("--test-samples", type=_positive(int), help="test samples per task")
+    p.add_argument("--size", type=_positive(int),
+                   help="grid side (default: each task's default size, or its quick size with --quick)")
+    p.add_argument("--seeds", type=_seeds, help="number of seeds (0..n-1) or a comma list")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="add rows for the plain family trained with random group elements applied to input and "
+                        "target")
+    p.add_argument("--lr", action="append", type=_positive(float),
+                   help="learning rate (repeatable: the best on validation is kept)")
+    p.add_argument("--batch-size", type=_positive(int))
+    p.add_argument("--dtype", choices=["float32", "float64"])
+    p.add_argument("--model-option", action="append", type=_model_option, default=[],
+                   help="[model.]key=value passed to the model constructors, e.g. num_blocks=2, unet.norm=None")
+    p.add_argument("--quick", action="store_true", help="the quick profile (a few minutes on 2 CPU cores)")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its checkpoints")
+    p.add_argument("--threads", type=_positive(int), default=1,
+                   help="torch CPU threads (default 1; a shared 2-core machine is often faster with 1)")
+    p.add_argument("--data-dir", help="data cache directory (default: escnn_tensor.data's)")
+    p.add_argument("--data-seed", type=_non_negative, default=0, help="seed of the generated data sets")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def parse_args(argv: Optional[List[str]] = None) -> CompareConfig:
+    """The :class:`CompareConfig` of a command line."""
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    prof = QUICK if a.quick else FULL
+    pick = lambda value, key: prof[key] if value is None else value  # noqa: E731
+    models = pick(a.model, "models")
+    options: Dict[str, Dict[str, Any]] = {m: dict(prof["model_options"].get(m, {})) for m in models}
+    for model, key, value in a.model_option:
+        targets = [model] if model else models
+        accepting = [m for m in targets if key in _accepted_options(m)]
+        if not accepting:
+            parser.error(f"--model-option {key}: none of the models {targets} takes it")
+        for m in accepting:
+            options.setdefault(m, {})[key] = value
+    return CompareConfig(
+        tasks=list(dict.fromkeys(pick(a.task, "tasks"))),
+        models=list(dict.fromkeys(models)),
+        families=list(dict.fromkeys(pick(a.family, "families"))),
+        augment=pick(a.augment, "augment"),
+        params=pick(a.params, "params"),
+        epochs=pick(a.epochs, "epochs"),
+        n_train=pick(a.samples, "samples"),
+        n_val=pick(a.val_samples, "val_samples"),
+        n_test=pick(a.test_samples, "test_samples"),
+        size=pick(a.size, "size"),
+        task_size=prof["task_size"],
+        seeds=pick(a.seeds, "seeds"),
+        lrs=list(dict.fromkeys(pick(a.lr, "lrs"))),
+        batch_size=pick(a.batch_size, "batch_size"),
+        dtype=pick(a.dtype, "dtype"),
+        out=pick(a.out, "out"),
+        resume=a.resume,
+        model_options={m: options.get(m, {}) for m in models},
+        data_seed=a.data_seed,
+        cache_dir=a.data_dir,
+        progress=not a.no_progress,
+        threads=a.threads,
+    )
+
+
+def _accepted_options(model: str) -> set:
+    from ..models._base import COMMON_OPTIONS
+
+    return set(COMMON_OPTIONS) | set(MODELS[model].OPTIONS)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    config = parse_args(argv)
+    t0 = time.perf_counter()
+    rows = run_comparison(config)
+    out = config.out
+    print((open(f"{out}/results.md").read()))
+    print(f"{len(rows)} rows in {time.perf_counter() - t0:.0f} s; results: {out}/results.json, {out}/results.md; "
+          f"figures: {out}/errors.png, {out}/samples_<task>.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
