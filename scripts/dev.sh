@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One entry point for set-up, the main example and the tests.
 #
-#   bash scripts/dev.sh example   # set up if needed, then run the main example
-#   bash scripts/dev.sh example NAME [args]   # another example: examples/NAME.py
+#   bash scripts/dev.sh example   # set up if needed, then the main job: python -m escnn_tensor.compare --quick
+#   bash scripts/dev.sh example [args]        # the same with more options (e.g. --out DIR, --task tidal)
+#   bash scripts/dev.sh example NAME [args]   # an example script instead: examples/NAME.py (gravity, ...)
 #   bash scripts/dev.sh test      # set up if needed, then run the whole test suite (extra args go to pytest)
 #   bash scripts/dev.sh setup     # only set up
 #
@@ -98,9 +99,12 @@ setup)
     ;;
 example)
     setup
-    name=gravity
-    if [ $# -gt 0 ] && [ -f "examples/$1.py" ]; then name="$1"; shift; fi
-    exec "$VENV/bin/python" "examples/$name.py" "$@"
+    if [ $# -gt 0 ] && [ -f "examples/$1.py" ]; then
+        name="$1"; shift
+        exec "$VENV/bin/python" "examples/$name.py" "$@"
+    fi
+    # the main job: the quick head-to-head (3 tasks x geometric / steerable / plain / plain + augmentation)
+    exec "$VENV/bin/python" -m escnn_tensor.compare --quick "$@"
     ;;
 test)
     setup
