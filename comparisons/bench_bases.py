@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = {
     "order8": ("3D order 8, K=3 (k=4 -> k=4 kernels), sparse", ("sparse", 3, 3, 8, 1),
                ("conv", 3, [(4, 1, 1)], [(4, 1, 1)], 3)),
+    "conv_order8": ("GeometricConv 3D k=4 -> k=4, K=3", ("geoconv", 3, [(4, 1, 1)], 3),
+                    ("conv", 3, [(4, 1, 1)], [(4, 1, 1)], 3)),
+    "conv_K15": ("GeometricConv 3D vector -> vector, K=15", ("geoconv", 3, [(1, 1, 1)], 15), None),
     "order2_K15": ("3D order 2, K=15 (vector -> vector)", ("dense", 3, 15, 2, 1),
                    ("conv", 3, [(1, 1, 1)], [(1, 1, 1)], 15)),
     "order6": ("3D order 6, K=3 (k=3 -> k=3 kernels)", ("dense", 3, 3, 6, 1), ("conv", 3, [(3, 1, 1)], [(3, 1, 1)], 3)),

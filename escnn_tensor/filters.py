@@ -37,7 +37,13 @@ from escnn.gspaces import GSpace
 from .groups import _action, is_integer
 from .representations import _check_memory, _format_bytes, _orbit_minima, _signed_action, check_order, check_parity
 
-__all__ = ["invariant_filters", "invariant_filters_sparse", "num_invariant_filters", "CACHE_LIMIT_BYTES"]
+__all__ = [
+    "invariant_filters",
+    "invariant_filters_sparse",
+    "invariant_filter_index",
+    "num_invariant_filters",
+    "CACHE_LIMIT_BYTES",
+]
 
 CACHE_LIMIT_BYTES: int = 256 * 2**20
 """Bound (bytes) on the memory held by the cache of sparse bases (least recently used entries are evicted).
@@ -280,6 +286,28 @@ def invariant_filters_sparse(
     return torch.sparse_coo_tensor(
         idx, vals, (basis.n, N), dtype=dtype, device=device, is_coalesced=True, check_invariants=False
     )
+
+
+def invariant_filter_index(gspace: GSpace, kernel_size: int, k: int, parity: int) -> tuple:
+    r"""The basis of :func:`invariant_filters` as one (filter, value) pair per basis filter ``e_a (x) e_I``.
+
+    The invariant filters have disjoint supports (one orbit each), so every position of the flattened
+    ``(kernel_size,)*d + (d,)*k`` grid (row-major, grid layout) belongs to at most one filter.
+
+    Returns:
+        ``(n, filt, vals)``: ``n`` the number of filters; ``filt`` int64 ``(K**d * d**k,)``, the filter holding
+        each position or ``-1`` (no filter there); ``vals`` float64 of the same shape, the entry of that filter at
+        that position (``0`` where ``filt == -1``). Hence ``invariant_filters(...).reshape(n, -1)[filt[j], j] ==
+        vals[j]`` and a kernel ``sum_j w_j C_j`` is ``where(filt >= 0, w[filt] * vals, 0)``: a gather, no matmul.
+        Memory ``16 * K**d * d**k`` bytes (checked before building, as :func:`invariant_filters_sparse`).
+    """
+    basis = _sparse(gspace, kernel_size, k, parity, "invariant_filter_index")
+    N = int(np.prod(basis.shape, dtype=np.int64))
+    filt = np.full(N, -1, dtype=np.int64)
+    vals = np.zeros(N, dtype=np.float64)
+    filt[basis.cols] = basis.rows
+    vals[basis.cols] = basis.vals
+    return basis.n, filt, vals
 
 
 def num_invariant_filters(gspace: GSpace, kernel_size: int, k: int, parity: int) -> int:

@@ -255,3 +255,19 @@ def test_bad_input(args, exc, needle):
     for fn in (et.invariant_filters, invariant_filters_sparse, et.num_invariant_filters):
         with pytest.raises(exc, match=needle):
             fn(et.hyperoctahedral_gspace(2), *args)
+
+
+@pytest.mark.parametrize("d,K,k,parity", [(2, 3, 2, 1), (2, 4, 1, -1), (3, 3, 2, -1), (3, 2, 3, 1)])
+def test_filter_index_is_the_dense_basis(d, K, k, parity):
+    """invariant_filter_index: position j holds filter filt[j] with entry vals[j]; every other filter is 0 there."""
+    from escnn_tensor.filters import invariant_filter_index
+
+    gs = et.hyperoctahedral_gspace(d)
+    dense = et.invariant_filters(gs, K, k, parity).reshape(-1, K**d * d**k)
+    n, filt, vals = invariant_filter_index(gs, K, k, parity)
+    assert n == dense.shape[0] and filt.shape == vals.shape == (K**d * d**k,)
+    rebuilt = torch.zeros_like(dense)
+    j = np.flatnonzero(filt >= 0)
+    rebuilt[filt[j], j] = torch.from_numpy(vals[j])
+    assert torch.equal(rebuilt, dense)
+    assert (vals[filt < 0] == 0).all() and (vals[filt >= 0] != 0).all()

@@ -33,12 +33,15 @@ from __future__ import annotations
 import warnings
 from typing import Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from escnn.nn import FieldType, GeometricTensor
 
 from ..grid import PADDING_MODES, conv_output_size, same_on_axes, stride_fits, symmetric_padding
-from ._kernel import KernelExpansionModule
+from ..representations import _check_memory, field_signature
+from ._kernel import KernelExpansionModule, pair_index
+from ._two_stage import METHODS, build_two_stage, prefer_two_stage, two_stage_conv, two_stage_fraction
 
 __all__ = ["GeometricConv", "EquivarianceWarning"]
 
@@ -69,6 +72,12 @@ class GeometricConv(KernelExpansionModule):
         bias: add a learnable bias in the invariant subspace of each output field.
         initialize: draw the weights with the variance-preserving scheme of :meth:`reset_parameters`
             (otherwise they are zero).
+        method: how ``forward`` evaluates the same linear map: ``'dense'`` (expand the dense kernel, one
+            ``conv2d``/``conv3d``), ``'two_stage'`` (the fixed invariant filters applied once per input field, then a
+            pointwise mixing by the weights: :mod:`escnn_tensor.nn._two_stage`) or ``'auto'`` (two-stage for 3D
+            layers whose two-stage multiply-adds are at most ``TWO_STAGE_MAX_FRACTION`` of the dense ones, e.g.
+            128 vector fields at ``K=3`` (0.2); docs/speed.md). The resolved choice is the attribute ``method``; the
+            outputs agree to round-off.
 
     Shapes: ``GeometricTensor`` ``(B, in_type.size, N_1, .., N_d)`` in,
     ``(B, out_type.size, M_1, .., M_d)`` out with ``M = floor((N + 2 padding - dilation (K-1) - 1) / stride) + 1``.
@@ -76,11 +85,14 @@ class GeometricConv(KernelExpansionModule):
     Parameters: ``weights`` (flat; for each pair of distinct field types ``(t_in, t_out)`` a block
     ``(m_out, m_in, n)`` with ``n`` = number of invariant filters of order ``k_in+k_out`` and parity
     ``p_in p_out``) and ``bias`` (flat; ``(m_out, n_b)`` per output type, or ``None``). The dense kernel
-    ``(out_type.size, in_type.size, K, .., K)`` is expanded from them with one einsum per type pair in train mode,
-    and cached in eval mode (rebuilt whenever the values of ``weights`` or ``bias`` differ from those it was built
+    ``(out_type.size, in_type.size, K, .., K)`` is gathered from them in train mode (every kernel entry is
+    ``+-weight / sqrt(orbit size)`` of one weight, or 0: one ``index_select`` and one product, precomputed per layer;
+    :mod:`escnn_tensor.nn._kernel`), and cached in eval mode (rebuilt whenever the values of ``weights`` or ``bias`` differ from those it was built
     from, however they were changed, and bypassed when gradients to the weights are needed). The state_dict holds
     only ``weights`` and ``bias``, in both modes. The input must have the layer's dtype (else a ``TypeError``).
     """
+
+    method = "dense"  # (the default of instances pickled before the two-stage path existed)
 
     def __init__(
         self,
@@ -93,8 +105,11 @@ class GeometricConv(KernelExpansionModule):
         padding_mode: str = "zeros",
         bias: bool = True,
         initialize: bool = True,
+        method: str = "auto",
     ):
         super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         d, sig_in, sig_out = self._init_types(in_type, out_type)
         self.kernel_size = same_on_axes(kernel_size, d, "kernel_size", 1)
         self.stride = same_on_axes(stride, d, "stride", 1)
@@ -104,6 +119,62 @@ class GeometricConv(KernelExpansionModule):
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         self.padding_mode = padding_mode
         self._build(sig_in, sig_out, bias, initialize)
+        fi, fo = self._fields_in, self._fields_out
+        self.two_stage_fraction = two_stage_fraction(self._pairs, fi.dim, fo.dim, self.kernel_size**d)
+        if method == "auto":
+            method = "two_stage" if prefer_two_stage(d, self.two_stage_fraction) else "dense"
+        self.method = method
+        if method == "two_stage":
+            self._build_two_stage()
+
+    def _build_two_stage(self) -> None:
+        """Buffers of the two-stage path: fixed stage-1 filters and the input channels per input type, the output
+        channel order (:mod:`escnn_tensor.nn._two_stage`)."""
+        fi, fo = self._fields_in, self._fields_out
+        entries = sum(n * fo.dim[to] * fi.dim[ti] for to, row in enumerate(self._pairs)
+                      for ti, (_, _, _, _, n) in enumerate(row)) * self.kernel_size**self.d
+        _check_memory(
+            f"GeometricConv({field_signature(self.in_type)} -> {field_signature(self.out_type)}, "
+            f"K={self.kernel_size}, method='two_stage')",
+            16.0 * entries,
+            f"dense stage-1 filters, {entries} entries in float64 and the layer's dtype; use method='dense'",
+        )
+        indices = [[pair_index(self.space, self.kernel_size, t_in, t_out) for t_in in fi.types] for t_out in fo.types]
+        starts = np.cumsum([0] + [m * dim for m, dim in zip(fi.count, fi.dim)])
+        self._stage1_names, self._in_channel_names = [], []
+        for ti, w1 in enumerate(build_two_stage(indices, self._pairs, self.kernel_size, self.d)):
+            name = None
+            if w1 is not None:
+                name = f"_stage1_{ti}"
+                self._add_basis(name, w1)
+            self._stage1_names.append(name)
+            chans = None
+            if not (len(fi.types) == 1 and fi.identity):
+                chans = f"_in_channels_{ti}"
+                self.register_buffer(chans, torch.from_numpy(fi.order[starts[ti] : starts[ti + 1]].copy()), persistent=False)
+            self._in_channel_names.append(chans)
+        self._out_order_name = None
+        if not fo.identity:
+            self._out_order_name = "_out_order"
+            self.register_buffer("_out_order", torch.from_numpy(fo.inverse.copy()), persistent=False)
+
+    def _two_stage_forward(self, x: torch.Tensor, padding: int) -> torch.Tensor:
+        get = lambda name: None if name is None else getattr(self, name)
+        y = two_stage_conv(
+            x,
+            self.weights,
+            [get(n) for n in self._stage1_names],
+            self._pairs,
+            [get(n) for n in self._in_channel_names],
+            self._fields_in.dim,
+            self._fields_out.dim,
+            get(self._out_order_name),
+            self.stride,
+            padding,
+            self.dilation,
+        )
+        bias = self._expand_bias()
+        return y if bias is None else y + bias.view((1, -1) + (1,) * self.d)
 
     # ---- forward ------------------------------------------------------------------------------------------------
 
@@ -125,6 +196,12 @@ class GeometricConv(KernelExpansionModule):
         x = self._check_input(input)
         if self.stride > 1:
             self._check_stride(x.shape[2:])
+        if self.method == "two_stage":
+            if self.padding_mode == "zeros" or self.padding == 0:
+                y = self._two_stage_forward(x, self.padding)
+            else:
+                y = self._two_stage_forward(F.pad(x, (self.padding,) * (2 * self.d), mode=self.padding_mode), 0)
+            return GeometricTensor(y, self.out_type, coords=None)
         kernel, bias = self._kernel_and_bias()
         conv = F.conv2d if self.d == 2 else F.conv3d
         if self.padding_mode == "zeros" or self.padding == 0:
@@ -188,4 +265,6 @@ class GeometricConv(KernelExpansionModule):
             s += f", padding={self.padding}, padding_mode={self.padding_mode!r}"
         if self.dilation != 1:
             s += f", dilation={self.dilation}"
+        if self.method != "dense":
+            s += f", method={self.method!r}"
         return s + self._repr_tail()

@@ -13,7 +13,7 @@ from ..filters import invariant_filters
 from ..groups import action_key, check_gspace, grid_to_escnn
 from ..representations import field_signature
 
-__all__ = ["check_types", "check_field_type", "check_input", "check_dtype", "FieldLayout", "kernel_basis", "bias_basis"]
+__all__ = ["check_types", "check_field_type", "check_input", "check_dtype", "FieldLayout", "bias_basis"]
 
 
 def check_field_type(field_type, name: str = "in_type") -> Tuple[int, List[Tuple[int, int]]]:
@@ -111,22 +111,6 @@ class FieldLayout:
         self.order = np.array(order, dtype=np.int64)
         self.inverse = np.argsort(self.order)
         self.identity = bool((self.order == np.arange(len(order))).all())
-
-
-def kernel_basis(gspace: GSpace, kernel_size: int, t_in, t_out) -> torch.Tensor:
-    """Invariant filters of order ``k_out + k_in``, parity ``p_out p_in``, as kernels in escnn's layout.
-
-    Returns float64 ``(n, d**k_out, d**k_in, kernel_size**d)``: basis element ``n`` maps input component ``i``
-    to output component ``o`` with weight ``B[n, o, i, s]`` at kernel pixel ``s`` (pixels in escnn's row-major
-    ``(-y, x)`` / ``(-z, -y, x)`` layout, as torch's conv weight).
-    """
-    d = gspace.dimensionality
-    (k_in, p_in), (k_out, p_out) = t_in, t_out
-    k = k_in + k_out
-    f = invariant_filters(gspace, kernel_size, k, p_in * p_out)  # (n, K..K, d..d) grid layout
-    f = grid_to_escnn(f, d, n_trailing=k)
-    f = f.reshape(f.shape[0], kernel_size**d, d**k).transpose(1, 2)
-    return f.reshape(f.shape[0], d**k_out, d**k_in, kernel_size**d).contiguous()
 
 
 def bias_basis(gspace: GSpace, t) -> torch.Tensor:

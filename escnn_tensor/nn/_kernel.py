@@ -1,9 +1,13 @@
 r"""What ``GeometricConv`` and ``GeometricConvTransposed`` share: a dense kernel expanded from invariant filters.
 
-Both layers hold, for every pair of distinct field types ``(t_in, t_out)``, one basis buffer (the invariant filters
-of order ``k_in + k_out`` and parity ``p_in p_out`` read as ``d^k_out x d^k_in`` matrices per pixel,
-:func:`escnn_tensor.nn._fields.kernel_basis`) and one block of the flat parameter ``weights``; the dense kernel
-:math:`\kappa(a)` (an ``out x in`` matrix per kernel pixel ``a``) is their contraction. :class:`KernelExpansionModule`
+Both layers hold, for every pair of distinct field types ``(t_in, t_out)``, one block of the flat parameter ``weights``
+(one weight per field pair and invariant filter of order ``k_in + k_out`` and parity ``p_in p_out``); the dense
+kernel :math:`\kappa(a)` (an ``out x in`` matrix per kernel pixel ``a``) is their contraction. Because the invariant
+filters are signed orbit sums with disjoint supports (:mod:`escnn_tensor.filters`), every entry of the dense kernel
+is ``+-weights[j] / sqrt(orbit size)`` for exactly one weight ``j``, or zero: the expansion is a *gather*
+``kernel = weights[index] * value`` with an index and a value per kernel entry, precomputed once per layer (16 bytes
+per kernel entry; no basis tensor of size ``n x kernel``), whose backward is one scatter-add (``index_select``'s).
+Zero entries of the kernel read ``weights[0]`` with value 0 (so a non-finite ``weights[0]`` makes them NaN too). :class:`KernelExpansionModule`
 holds the plan, the expansion (in torch's conv or conv-transpose weight layout), the bias in the invariant subspace,
 the variance-preserving initialisation, the never-stale eval-mode cache, dtype/device handling, the offline
 equivariance check and pickling; the subclasses add their argument parsing, ``forward``, shapes and ``export``.
@@ -22,13 +26,14 @@ from escnn.nn.modules.equivariant_module import EquivariantModule
 from torch.nn import Parameter
 
 from .._pickling import gspace_recipe, rebuild_gspace
-from ..representations import field_signature, tensor_type
+from ..filters import invariant_filter_index
+from ..groups import grid_to_escnn
+from ..representations import _check_memory, field_signature, tensor_type
 from ..testing import default_tolerance, equivariance_errors
-from ._fields import FieldLayout, bias_basis, check_dtype, check_input, check_types, kernel_basis
+from ._fields import FieldLayout, check_dtype, check_input, check_types
 
 __all__ = ["KernelExpansionModule", "ExpansionCache", "check_gain", "peak_kernel_gain"]
 
-_GAIN_CHUNK = 2**22  # peak_kernel_gain: at most this many (frequency, pixel) phases at once (~32 MB per array)
 
 
 def check_gain(gain) -> float:
@@ -40,35 +45,42 @@ def check_gain(gain) -> float:
     return float(gain)
 
 
-def peak_kernel_gain(gram: np.ndarray, kernel_size: int, d: int, stride: int = 1, dilation: int = 1) -> float:
+def peak_kernel_gain(gram, kernel_size: int, d: int, stride: int = 1, dilation: int = 1) -> float:
     r"""Peak over input frequencies of the expected power gain of a kernel with pixel Gram matrix ``gram``.
 
-    ``gram`` (``K^d x K^d``, pixels row-major) is :math:`G_{ss'} = E[\sum \kappa(s) \kappa(s')]` per output
-    component. For a convolution (``stride=1, dilation=1``) the gain at frequency :math:`\omega` is
-    :math:`S(\omega) = \phi^H G \phi` with :math:`\phi_s = e^{i\omega\cdot s}`. For a *transposed* convolution with
-    stride ``s`` and dilation ``D``, kernel pixel ``j`` carries input pixel ``q`` to output pixel ``s q + D j``: the
-    output pixels of phase ``r = (D j) mod s`` form an ordinary convolution of the input with the sub-kernel of
-    the pixels of that phase at offsets ``(D j - r) / s``, so the power per output pixel from an input tone at
-    :math:`\omega` is the average over the :math:`s^d` phases, :math:`s^{-d} \sum_r \phi_r^H G_{rr} \phi_r`
-    (equivalently :math:`s^{-2d} \sum_{k} S_D((\omega + 2\pi k)/s)`, summed over the :math:`s^d` aliases).
-    Returns the maximum over a grid of ``max(16, 4K)**d`` frequencies (holding 0 and pi on every axis).
+    ``gram`` (``K^d x K^d``, pixels row-major; a numpy array or a scipy sparse matrix, symmetric) is
+    :math:`G_{ss'} = E[\sum \kappa(s) \kappa(s')]` per output component. For a convolution (``stride=1,
+    dilation=1``) the gain at frequency :math:`\omega` is :math:`S(\omega) = \phi^H G \phi` with
+    :math:`\phi_s = e^{i\omega\cdot s}`. For a *transposed* convolution with stride ``s`` and dilation ``D``, kernel
+    pixel ``j`` carries input pixel ``q`` to output pixel ``s q + D j``: the output pixels of phase
+    ``r = (D j) mod s`` form an ordinary convolution of the input with the sub-kernel of the pixels of that phase
+    at offsets ``(D j - r) / s``, so the power per output pixel from an input tone at :math:`\omega` is the average
+    over the :math:`s^d` phases, :math:`s^{-d} \sum_r \phi_r^H G_{rr} \phi_r` (equivalently
+    :math:`s^{-2d} \sum_{k} S_D((\omega + 2\pi k)/s)`, summed over the :math:`s^d` aliases).
+    Returns the maximum over a grid of ``L**d`` frequencies ``2 pi m / L``, ``L = max(16, 4K)`` (holding 0 and pi
+    on every axis).
+
+    Computed exactly as the real part of the FFT of the autocorrelation :math:`A(\delta) = \sum_{r}
+    \sum_{s - s' = \delta} G_{ss'}` (on a grid of side a multiple of ``L`` that holds every offset difference
+    without wrapping): time ``O(nnz(G) + L^d log L)``, memory ``O(nnz(G) + L^d)``, never a frequency-by-pixel
+    array.
     """
+    import scipy.sparse
+
     K = kernel_size
     L = max(16, 4 * K)
-    freqs = 2 * np.pi * np.arange(L) / L
-    omega = np.stack(np.meshgrid(*([freqs] * d), indexing="ij"), -1).reshape(-1, d)
+    coo = scipy.sparse.coo_matrix(gram)
     pos = dilation * np.stack(np.meshgrid(*([np.arange(K)] * d), indexing="ij"), -1).reshape(-1, d)
-    phase_of = pos % stride
-    power = np.zeros(len(omega))
-    for r in np.unique(phase_of, axis=0):
-        sel = np.flatnonzero((phase_of == r).all(1))
-        offsets = (pos[sel] - r) // stride
-        g = gram[np.ix_(sel, sel)]
-        step = max(1, _GAIN_CHUNK // len(sel))
-        for start in range(0, len(omega), step):
-            phase = omega[start : start + step] @ offsets.T  # (F, P)
-            c, s = np.cos(phase), np.sin(phase)
-            power[start : start + step] += ((c @ g) * c).sum(1) + ((s @ g) * s).sum(1)
+    phase = pos % stride
+    offsets = (pos - phase) // stride
+    phase_id = phase @ (stride ** np.arange(d))
+    same = phase_id[coo.row] == phase_id[coo.col]
+    delta = offsets[coo.row[same]] - offsets[coo.col[same]]  # (E, d) in [-span, span]
+    span = int(offsets.max()) if len(offsets) else 0
+    side = L * -(-(2 * span + 1) // L)
+    flat = np.ravel_multi_index(tuple((delta % side).T), (side,) * d) if len(delta) else np.zeros(0, np.int64)
+    acc = np.bincount(flat, weights=coo.data[same], minlength=side**d).reshape((side,) * d)
+    power = np.fft.fftn(acc).real[(slice(None, None, side // L),) * d]
     return float(power.max()) / stride**d
 
 
@@ -138,6 +150,27 @@ class ExpansionCache:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# the expansion as a gather
+
+
+def pair_index(space, kernel_size: int, t_in, t_out) -> Tuple[int, np.ndarray, np.ndarray]:
+    """The invariant filters of a field-type pair as kernels in escnn's layout, one (filter, value) per entry.
+
+    ``t_in = (k_in, p_in)``, ``t_out = (k_out, p_out)``: the filters of order ``k_out + k_in`` (output indices first)
+    and parity ``p_out p_in``. Returns ``(n, filt, vals)`` with ``filt`` int64 and ``vals`` float64, both of shape
+    ``(d**k_out, d**k_in, kernel_size**d)`` (pixels in escnn's row-major ``(-y, x)`` / ``(-z, -y, x)`` layout, as
+    torch's conv weight): basis filter ``filt[o, i, s]`` (``-1``: none) has entry ``vals[o, i, s]`` there, every other
+    filter has 0. Memory ``O(kernel entries)``, never ``n x kernel``.
+    """
+    d = space.dimensionality
+    (k_in, p_in), (k_out, p_out) = t_in, t_out
+    k = k_in + k_out
+    n, filt, vals = invariant_filter_index(space, kernel_size, k, p_in * p_out)
+    S, T = kernel_size**d, d**k
+    # escnn layout -> grid position: the relayout is a permutation of pixels, applied to the position numbers
+    where = grid_to_escnn(torch.arange(S * T).view((kernel_size,) * d + (d,) * k), d, n_trailing=k)
+    where = where.reshape(S, T).T.reshape(d**k_out, d**k_in, S).numpy()
+    return n, filt[where], vals[where]
 
 
 class KernelExpansionModule(EquivariantModule):
@@ -179,47 +212,93 @@ class KernelExpansionModule(EquivariantModule):
         self.register_buffer(name, basis64.to(torch.get_default_dtype()), persistent=False)
 
     def _build_kernel_plan(self) -> None:
-        """One basis buffer and one slice of ``weights`` per pair (in type, out type)."""
+        """One slice of ``weights`` per pair (in type, out type); the gather index/value of every kernel entry.
+
+        Buffers: ``_kernel_index`` int64 and ``_kernel_value`` (float; float64 master) of the dense kernel's shape
+        ``(C_out, C_in, K^d)`` (``(C_in, C_out, K^d)`` for a transposed layer), channels in the FieldTypes' order;
+        a zero entry has index 0 and value 0. Also the pixel Gram matrix per output type (sparse) for
+        :meth:`_peak_gain`.
+        """
+        import scipy.sparse
+
         fi, fo = self._fields_in, self._fields_out
-        self._pairs = []  # per out type: list of (basis name or None, offset, m_out, m_in, n)
+        K, d = self.kernel_size, self.d
+        S = K**d
+        C_out, C_in = len(fo.order), len(fi.order)
+        call = f"{type(self).__name__}({field_signature(self.in_type)} -> {field_signature(self.out_type)}, K={K})"
+        _check_memory(call, 24.0 * C_out * C_in * S, f"index, value and kernel for {C_out} x {C_in} x {K}^{d} entries")
+        index = np.full((C_out, C_in, S), -1, dtype=np.int64)
+        value = np.zeros((C_out, C_in, S), dtype=np.float64)
+        out_start = np.cumsum([0] + [m * dim for m, dim in zip(fo.count, fo.dim)])
+        in_start = np.cumsum([0] + [m * dim for m, dim in zip(fi.count, fi.dim)])
+        self._pairs = []  # per out type: list of (has filters, offset, m_out, m_in, n)
+        self._grams = []  # per out type: sparse (K^d, K^d) pixel Gram matrix, sum over in types of m_in B^T B / dim
         offset = 0
         for to, t_out in enumerate(fo.types):
             row = []
+            gram = scipy.sparse.csr_matrix((S, S))
+            rows = fo.order[out_start[to] : out_start[to + 1]]
             for ti, t_in in enumerate(fi.types):
-                basis = kernel_basis(self.space, self.kernel_size, t_in, t_out)
-                n = basis.shape[0]
-                name = None
+                m_out, m_in = fo.count[to], fi.count[ti]
+                n, filt, vals = pair_index(self.space, K, t_in, t_out)  # (do, di, S)
+                cols = fi.order[in_start[ti] : in_start[ti + 1]]
                 if n > 0:
-                    name = f"_basis_{to}_{ti}"
-                    self._add_basis(name, basis)
-                row.append((name, offset, fo.count[to], fi.count[ti], n))
-                offset += fo.count[to] * fi.count[ti] * n
+                    do, di = filt.shape[:2]
+                    a = np.arange(m_out).reshape(-1, 1, 1, 1, 1)
+                    b = np.arange(m_in).reshape(1, 1, -1, 1, 1)
+                    f = filt[None, :, None]  # (1, do, 1, di, S)
+                    idx = np.where(f >= 0, offset + (a * m_in + b) * n + f, -1)
+                    index[rows[:, None], cols[None, :]] = idx.reshape(m_out * do, m_in * di, S)
+                    value[rows[:, None], cols[None, :]] = np.broadcast_to(
+                        vals[None, :, None], (m_out, do, m_in, di, S)
+                    ).reshape(m_out * do, m_in * di, S)
+                    o, i, s_ = np.nonzero(filt >= 0)
+                    # one row per (o, i, filter) that has entries: B[n, o, i, :] over the pixels
+                    keys, key_row = np.unique((o * di + i) * n + filt[o, i, s_], return_inverse=True)
+                    mat = scipy.sparse.csr_matrix((vals[o, i, s_], (key_row.reshape(-1), s_)), shape=(len(keys), S))
+                    gram = gram + m_in * (mat.T @ mat)
+                row.append((n > 0, offset, m_out, m_in, n))
+                offset += m_out * m_in * n
             self._pairs.append(row)
+            self._grams.append(gram / fo.dim[to])
         if offset == 0:
             raise ValueError(
                 f"there is no nonzero equivariant kernel of size {self.kernel_size} from in_type "
                 f"{field_signature(self.in_type)} to out_type {field_signature(self.out_type)} (as (k, parity) "
                 f"per field); the layer would be constant. Use a larger kernel_size or other field types."
             )
+        index[index < 0] = 0  # value 0 there
         self.weights = Parameter(torch.zeros(offset))
-        for name, order in (("_order_in", self._fields_in), ("_order_out", self._fields_out)):
-            self.register_buffer(name, torch.from_numpy(order.inverse.copy()), persistent=False)
+        if self._transposed:
+            index, value = index.transpose(1, 0, 2), value.transpose(1, 0, 2)
+        self._kernel_shape = index.shape[:2] + (K,) * d
+        self.register_buffer("_kernel_index", torch.from_numpy(np.ascontiguousarray(index).reshape(-1)), persistent=False)
+        self._add_basis("_kernel_value", torch.from_numpy(np.ascontiguousarray(value)).view(self._kernel_shape))
 
     def _build_bias_plan(self, bias: bool) -> None:
-        self._bias_blocks = []  # per out type: (basis name or None, offset, m_out, n)
-        offset = 0
+        """``bias`` (flat, ``(m_out, n_b)`` per out type) and the gather index/value of the dense bias ``(C_out,)``."""
+        self._bias_blocks = []  # per out type: (has a bias, offset, m_out, n)
         fo = self._fields_out
+        C_out = len(fo.order)
+        index = np.full(C_out, -1, dtype=np.int64)
+        value = np.zeros(C_out, dtype=np.float64)
+        start = np.cumsum([0] + [m * dim for m, dim in zip(fo.count, fo.dim)])
+        offset = 0
         for to, t_out in enumerate(fo.types):
-            basis = bias_basis(self.space, t_out) if bias else torch.zeros(0, fo.dim[to], dtype=torch.float64)
-            n = basis.shape[0]
-            name = None
+            n, filt, vals = invariant_filter_index(self.space, 1, t_out[0], t_out[1]) if bias else (0, None, None)
+            m_out = fo.count[to]
             if n > 0:
-                name = f"_bias_basis_{to}"
-                self._add_basis(name, basis)
-            self._bias_blocks.append((name, offset, fo.count[to], n))
-            offset += fo.count[to] * n
+                rows = fo.order[start[to] : start[to + 1]]
+                a = np.arange(m_out)[:, None]
+                index[rows] = np.where(filt[None] >= 0, offset + a * n + filt[None], -1).reshape(-1)
+                value[rows] = np.broadcast_to(vals[None], (m_out, len(vals))).reshape(-1)
+            self._bias_blocks.append((n > 0, offset, m_out, n))
+            offset += m_out * n
         if offset > 0:
             self.bias = Parameter(torch.zeros(offset))
+            index[index < 0] = 0  # value 0 there
+            self.register_buffer("_bias_index", torch.from_numpy(index), persistent=False)
+            self._add_basis("_bias_value", torch.from_numpy(value))
         else:
             self.register_parameter("bias", None)
 
@@ -238,15 +317,9 @@ class KernelExpansionModule(EquivariantModule):
         \sum m_{in} \sum_{n,a,i} B_n[a,i,s] B_n[a,i,s']`; :func:`peak_kernel_gain` returns the peak of the power
         gain it gives (for the transposed layer, averaged over the output phases of the stride).
         """
-        K, d = self.kernel_size, self.d
-        gram = np.zeros((K**d, K**d))
-        for name, _, _, m_in, _ in self._pairs[to]:
-            if name is not None:
-                b = self._master[name].reshape(-1, K**d).numpy()
-                gram += m_in * (b.T @ b)
-        gram /= self._fields_out.dim[to]
+        gram = self._grams[to]
         stride, dilation = self._gain_geometry()
-        return peak_kernel_gain(gram, K, d, stride, dilation)
+        return peak_kernel_gain(gram, self.kernel_size, self.d, stride, dilation)
 
     @torch.no_grad()
     def reset_parameters(self, gain: float = 1.0, generator: Optional[torch.Generator] = None) -> None:
@@ -262,10 +335,10 @@ class KernelExpansionModule(EquivariantModule):
         """
         gain = check_gain(gain)
         for to, row in enumerate(self._pairs):
-            if all(name is None for name, *_ in row):
+            if not any(has for has, *_ in row):
                 continue
             std = math.sqrt(gain / self._peak_gain(to))
-            for name, off, m_out, m_in, n in row:
+            for _, off, m_out, m_in, n in row:
                 size = m_out * m_in * n
                 if size:
                     w = torch.randn(size, generator=generator, dtype=torch.float64) * std
@@ -276,49 +349,15 @@ class KernelExpansionModule(EquivariantModule):
     # ---- expansion ----------------------------------------------------------------------------------------------
 
     def _expand_kernel(self) -> torch.Tensor:
-        """Dense kernel from ``weights`` (one einsum per type pair): ``(C_out, C_in, K..)``, or ``(C_in, C_out, K..)``
-        for a transposed layer (torch's ``conv_transpose`` weight layout)."""
-        fi, fo = self._fields_in, self._fields_out
-        w, S = self.weights, self.kernel_size**self.d
-        out_dim = 1 if self._transposed else 0
-        spec = "oin,nabs->iboas" if self._transposed else "oin,nabs->oaibs"
-        # one split (a single autograd node) rather than one slice per pair
-        coeffs = iter(w.split([m_out * m_in * n for row in self._pairs for _, _, m_out, m_in, n in row]))
-        rows = []
-        for to, row in enumerate(self._pairs):
-            blocks = []
-            for ti, (name, off, m_out, m_in, n) in enumerate(row):
-                shape = [m_out * fo.dim[to], m_in * fi.dim[ti], S]
-                if self._transposed:
-                    shape[0], shape[1] = shape[1], shape[0]
-                coeff = next(coeffs).view(m_out, m_in, n)
-                if name is None:
-                    blocks.append(w.new_zeros(shape))
-                    continue
-                block = torch.einsum(spec, coeff, getattr(self, name))
-                blocks.append(block.reshape(shape))
-            rows.append(torch.cat(blocks, dim=1 - out_dim) if len(blocks) > 1 else blocks[0])
-        kernel = torch.cat(rows, dim=out_dim) if len(rows) > 1 else rows[0]
-        if not fo.identity:
-            kernel = kernel.index_select(out_dim, self._order_out)
-        if not fi.identity:
-            kernel = kernel.index_select(1 - out_dim, self._order_in)
-        return kernel.reshape(kernel.shape[:2] + (self.kernel_size,) * self.d)
+        """Dense kernel from ``weights`` (one gather and one product): ``(C_out, C_in, K..)``, or
+        ``(C_in, C_out, K..)`` for a transposed layer (torch's ``conv_transpose`` weight layout)."""
+        return self.weights.index_select(0, self._kernel_index).view(self._kernel_shape) * self._kernel_value
 
     def _expand_bias(self) -> Optional[torch.Tensor]:
-        """Dense bias ``(out_type.size,)`` from ``bias``, or ``None``."""
+        """Dense bias ``(out_type.size,)`` from ``bias`` (one gather), or ``None``."""
         if self.bias is None:
             return None
-        fo = self._fields_out
-        parts = []
-        for to, (name, off, m_out, n) in enumerate(self._bias_blocks):
-            if name is None:
-                parts.append(self.bias.new_zeros(m_out * fo.dim[to]))
-            else:
-                coeff = self.bias[off : off + m_out * n].view(m_out, n)
-                parts.append((coeff @ getattr(self, name)).reshape(-1))
-        b = torch.cat(parts)
-        return b if fo.identity else b.index_select(0, self._order_out)
+        return self.bias.index_select(0, self._bias_index) * self._bias_value
 
     def expand_parameters(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """The dense kernel (torch's weight layout of the layer) and bias ``(C_out,)`` (or ``None``), freshly

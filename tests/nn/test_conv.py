@@ -17,6 +17,7 @@ from escnn_tensor.groups import action_key
 from escnn_tensor.nn import EquivarianceWarning, GeometricConv
 from escnn_tensor.testing import assert_equivariant, equivariance_errors, random_input
 from tests.reference import SUBGROUP_GSPACES_2D, SUBGROUP_GSPACES_3D
+from tests.reference import invariant_count as filter_count
 
 
 
@@ -510,3 +511,236 @@ def test_rejects_bad_forward_input():
         layer(nn.GeometricTensor(torch.randn(1, 3, 5, 5), other))
     with pytest.raises(ValueError, match="input_shape must be"):
         layer.evaluate_output_shape((1, 4, 5, 5))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the expansion is a gather (issue 10): same kernel as the dense contraction, gradients, scale, refusals
+
+
+def dense_reference_kernel(layer):
+    """sum_n w_n B_n per field pair from the *dense* public invariant_filters (relaid to escnn's layout), assembled
+    channel by channel from the FieldTypes: an independent construction of the kernel (C_out, C_in, K..)."""
+    from escnn_tensor.groups import grid_to_escnn
+
+    gs, K, d = layer.space, layer.kernel_size, layer.d
+    sig_in, sig_out = et.field_signature(layer.in_type), et.field_signature(layer.out_type)
+    types_in, types_out = list(dict.fromkeys(sig_in)), list(dict.fromkeys(sig_out))
+    start = lambda sig: np.cumsum([0] + [d**k for k, _ in sig])
+    s_in, s_out = start(sig_in), start(sig_out)
+    kernel = torch.zeros(layer.out_type.size, layer.in_type.size, K**d, dtype=torch.float64)
+    w = layer.weights.detach().double()
+    offset = 0
+    for t_out in types_out:
+        fields_out = [j for j, t in enumerate(sig_out) if t == t_out]
+        for t_in in types_in:
+            fields_in = [j for j, t in enumerate(sig_in) if t == t_in]
+            (k_in, p_in), (k_out, p_out) = t_in, t_out
+            f = et.invariant_filters(gs, K, k_in + k_out, p_in * p_out)
+            n = f.shape[0]
+            f = grid_to_escnn(f, d, n_trailing=k_in + k_out).reshape(n, K**d, d**k_out, d**k_in).permute(0, 2, 3, 1)
+            for a, jo in enumerate(fields_out):
+                for b, ji in enumerate(fields_in):
+                    coeff = w[offset + (a * len(fields_in) + b) * n : offset + (a * len(fields_in) + b + 1) * n]
+                    kernel[s_out[jo] : s_out[jo + 1], s_in[ji] : s_in[ji + 1]] = torch.einsum("n,nois->ois", coeff, f)
+            offset += len(fields_out) * len(fields_in) * n
+    assert offset == layer.weights.numel()
+    return kernel.reshape(kernel.shape[:2] + (K,) * d)
+
+
+@pytest.mark.parametrize("d,seed,K", [(2, 11, 3), (2, 12, 4), (2, 13, 5), (3, 14, 3), (3, 15, 2)])
+def test_gathered_kernel_equals_dense_contraction(d, seed, K):
+    fin, fout = random_types(d, seed, max_fields=5)
+    try:
+        layer = randomize(GeometricConv(fin, fout, K)).double()
+    except ValueError as err:  # no equivariant kernel between these types at this size: nothing to compare
+        assert "no nonzero equivariant kernel" in str(err)
+        return
+    kernel, _ = layer.expand_parameters()
+    ref = dense_reference_kernel(layer)
+    assert torch.allclose(kernel, ref, rtol=0, atol=1e-12 * ref.abs().max())
+    assert (ref != 0).any()
+
+
+def test_gather_gradients_are_the_transposed_expansion():
+    """d loss / d weights through the gather == the same through the dense contraction (autograd on both)."""
+    fin = et.tensor_type(GS[2], [(0, 1, 2), (1, 1, 1), (2, -1, 1)])
+    fout = et.tensor_type(GS[2], [(1, -1, 1), (0, 1, 1), (2, 1, 1)])
+    layer = randomize(GeometricConv(fin, fout, 3, padding=1)).double()
+    x = random_input(fin, 6, 2, torch.float64, torch.Generator().manual_seed(3))
+    g = torch.randn(layer.evaluate_output_shape(x.tensor.shape), generator=torch.Generator().manual_seed(4),
+                    dtype=torch.float64)
+    (layer(x).tensor * g).sum().backward()
+    grad = layer.weights.grad.clone()
+    # reference: the kernel as a linear function of the weights, through dense_reference_kernel's contraction
+    basis = []
+    for j in range(layer.weights.numel()):
+        unit = copy.deepcopy(layer)
+        with torch.no_grad():
+            unit.weights.zero_()
+            unit.weights[j] = 1.0
+        basis.append(dense_reference_kernel(unit))
+    basis = torch.stack(basis)  # (n_weights, C_out, C_in, K, K)
+    w = layer.weights.detach().clone().requires_grad_(True)
+    kernel = torch.einsum("j,jabuv->abuv", w, basis)
+    bias = layer.expand_parameters()[1].detach()
+    (torch.nn.functional.conv2d(x.tensor, kernel, bias, padding=1) * g).sum().backward()
+    assert torch.allclose(grad, w.grad, rtol=1e-12, atol=1e-12 * w.grad.abs().max())
+    # double backward (a gradient penalty) goes through the gather too
+    layer.weights.grad = None
+    out = layer(x).tensor.pow(2).sum()
+    (gw,) = torch.autograd.grad(out, layer.weights, create_graph=True)
+    gw.pow(2).sum().backward()
+    assert layer.weights.grad is not None and torch.isfinite(layer.weights.grad).all()
+
+
+def test_3d_order4_fields_equivariant_and_complete():
+    """3D k=4 -> k=4 at K=3 (order-8 filters; its dense basis would be 5.1 GiB): built from the sparse basis."""
+    gs = GS[3]
+    ft = et.tensor_type(gs, [(4, 1, 1)])
+    layer = GeometricConv(ft, ft, 3, padding=1)
+    assert layer.weights.numel() == filter_count(gs, 3, 8, 1)
+    layer = randomize(layer).double()
+    assert_equivariant(layer, random_input(ft, 3, 1, torch.float64, torch.Generator().manual_seed(0)))
+
+
+def test_3d_vectors_large_kernel_equivariant_and_complete():
+    gs = GS[3]
+    ft = et.tensor_type(gs, [(1, 1, 1)])
+    layer = GeometricConv(ft, ft, 15)
+    assert layer.weights.numel() == filter_count(gs, 15, 2, 1)
+    layer = randomize(layer).double()
+    assert_equivariant(layer, random_input(ft, 17, 1, torch.float64, torch.Generator().manual_seed(0)))
+
+
+def test_plan_too_large_is_refused_before_allocation(monkeypatch):
+    import escnn_tensor.representations as reps_module
+
+    monkeypatch.setattr(reps_module, "MEMORY_LIMIT_BYTES", 100_000)
+    ft = et.tensor_type(GS[2], [(0, 1, 8), (1, 1, 8)])  # 24 x 24 x 25 entries x 24 bytes = 345 kB > 100 kB
+    with pytest.raises(ValueError, match=r"GeometricConv.*would need about .*24 x 24 x 5\^2 entries.*MEMORY_LIMIT"):
+        GeometricConv(ft, ft, 5)
+
+
+def brute_force_peak_gain(gram, K, d, stride, dilation):
+    """max over omega = 2 pi m / L of s^-d sum_r phi_r^H G_rr phi_r, every frequency and pixel pair summed directly."""
+    L = max(16, 4 * K)
+    pos = dilation * np.array(list(itertools.product(range(K), repeat=d)))
+    phase = pos % stride
+    off = (pos - phase) // stride
+    best = -np.inf
+    for m in itertools.product(range(L), repeat=d):
+        omega = 2 * np.pi * np.array(m) / L
+        total = 0.0
+        for r in np.unique(phase, axis=0):
+            sel = np.flatnonzero((phase == r).all(1))
+            phi = np.exp(1j * off[sel] @ omega)
+            total += (phi.conj() @ gram[np.ix_(sel, sel)] @ phi).real
+        best = max(best, total / stride**d)
+    return best
+
+
+@pytest.mark.parametrize("d,K,stride,dilation", [(2, 3, 1, 1), (2, 4, 2, 1), (2, 5, 1, 3), (2, 3, 3, 2), (3, 2, 2, 1)])
+def test_peak_kernel_gain_fft_matches_direct_sum(d, K, stride, dilation):
+    from escnn_tensor.nn._kernel import peak_kernel_gain
+
+    a = np.random.default_rng(K + 10 * stride).standard_normal((K**d, K**d))
+    gram = a @ a.T
+    expected = brute_force_peak_gain(gram, K, d, stride, dilation)
+    assert abs(peak_kernel_gain(gram, K, d, stride, dilation) - expected) <= 1e-10 * abs(expected)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# two-stage evaluation (fixed invariant filters per input field, then a pointwise mixing): same map as the dense path
+
+
+TWO_STAGE_CASES = [
+    (3, [(1, 1, 3)], [(1, 1, 2)], 3, {}),
+    (3, [(0, 1, 2), (1, 1, 1), (2, -1, 1), (0, 1, 1)], [(1, -1, 1), (0, 1, 2), (2, 1, 1), (1, 1, 1)], 3,
+     dict(padding=1, padding_mode="circular")),
+    (3, [(1, -1, 1), (0, 1, 1)], [(0, -1, 1), (1, 1, 2)], 2, dict(stride=2, padding=1)),
+    (2, [(0, 1, 2), (1, 1, 2), (2, 1, 1)], [(1, 1, 1), (0, 1, 2), (2, -1, 1)], 4, dict(stride=2, dilation=2, padding=3)),
+    (2, [(1, 1, 1), (0, 1, 1)], [(0, -1, 1), (1, -1, 1)], 5, dict(padding=2, padding_mode="reflect")),
+]
+
+
+def dense_and_two_stage(d, fin, fout, K, kw, seed=0):
+    gs = GS[d]
+    a, b = et.tensor_type(gs, fin), et.tensor_type(gs, fout)
+    dense = randomize(GeometricConv(a, b, K, method="dense", **kw), seed).double()
+    two = GeometricConv(a, b, K, method="two_stage", **kw).double()
+    two.load_state_dict(dense.state_dict())
+    assert dense.method == "dense" and two.method == "two_stage"
+    return a, dense, two
+
+
+@pytest.mark.parametrize("case", range(len(TWO_STAGE_CASES)))
+def test_two_stage_equals_dense_path_with_gradients(case):
+    d, fin, fout, K, kw = TWO_STAGE_CASES[case]
+    a, dense, two = dense_and_two_stage(d, fin, fout, K, kw)
+    xs = [random_input(a, 9 if d == 2 else 6, 2, torch.float64, torch.Generator().manual_seed(5)) for _ in range(2)]
+    for x in xs:
+        x.tensor.requires_grad_(True)
+    y_dense, y_two = dense(xs[0]).tensor, two(xs[1]).tensor
+    assert y_dense.shape == y_two.shape
+    scale = y_dense.abs().max()
+    assert scale > 0 and (y_dense - y_two).abs().max() <= 1e-10 * scale
+    g = torch.randn(y_dense.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    (y_dense * g).sum().backward()
+    (y_two * g).sum().backward()
+    for p, q in [(dense.weights.grad, two.weights.grad), (xs[0].tensor.grad, xs[1].tensor.grad)] + (
+        [(dense.bias.grad, two.bias.grad)] if dense.bias is not None else []
+    ):
+        assert (p - q).abs().max() <= 1e-10 * p.abs().max()
+    two.eval()  # eval mode: the same path, no cache involved
+    with torch.no_grad():
+        assert (two(xs[1]).tensor - y_dense).abs().max() <= 1e-10 * scale
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_two_stage_equivariant_every_element(dtype):
+    d, fin, fout, K, kw = TWO_STAGE_CASES[1]
+    a, _, two = dense_and_two_stage(d, fin, fout, K, kw, seed=3)
+    two = two.to(dtype)
+    assert_equivariant(two, random_input(a, 5, 1, dtype, torch.Generator().manual_seed(7)))
+    assert max(e for _, e in two.check_equivariance()) <= 1e-10
+
+
+def test_two_stage_copies_pickles_and_changes_dtype():
+    d, fin, fout, K, kw = TWO_STAGE_CASES[2]
+    a, dense, two = dense_and_two_stage(d, fin, fout, K, kw, seed=4)
+    x = random_input(a, 6, 1, torch.float64, torch.Generator().manual_seed(8))
+    y = two(x).tensor
+    for other in (copy.deepcopy(two), pickle.loads(pickle.dumps(two))):
+        assert other.method == "two_stage" and torch.equal(other(x).tensor, y)
+    back = copy.deepcopy(two).float().double()  # stage-1 filters re-rounded from their float64 originals
+    assert torch.equal(back(x).tensor, y)
+    assert "method='two_stage'" in repr(two)
+    export = two.export()  # the dense Conv3d of the same map
+    assert (export(x.tensor) - y).abs().max() <= 1e-10 * y.abs().max()
+
+
+def test_auto_method_follows_the_measured_rule():
+    from escnn_tensor.nn._two_stage import TWO_STAGE_MAX_FRACTION
+
+    many = et.tensor_type(GS[3], [(1, 1, 128)])
+    layer = GeometricConv(many, many, 3, padding=1, initialize=False)
+    # 128 vector fields, K=3: n = 8 filters per pair, fraction 8/128 + 8/(3 * 27) (counted from the formula)
+    n = filter_count(GS[3], 3, 2, 1)
+    assert layer.two_stage_fraction == pytest.approx(n / 128 + n / 81)
+    assert layer.two_stage_fraction <= TWO_STAGE_MAX_FRACTION and layer.method == "two_stage"
+    mid = et.tensor_type(GS[3], [(1, 1, 64)])
+    assert GeometricConv(mid, mid, 3, initialize=False).method == "dense"  # fraction 0.22: lost at batch 2
+    few = et.tensor_type(GS[3], [(0, 1, 8), (1, 1, 8)])
+    assert GeometricConv(few, few, 3).method == "dense"  # fraction 0.83
+    flat = et.tensor_type(GS[2], [(1, 1, 64)])
+    assert GeometricConv(flat, flat, 3).method == "dense"  # 2D: the two-stage path never won there
+    with pytest.raises(ValueError, match=r"method must be one of \('auto', 'dense', 'two_stage'\), got 'fast'"):
+        GeometricConv(few, few, 3, method="fast")
+
+
+def test_two_stage_too_large_is_refused_before_allocation():
+    """3D k=4 -> k=4 at K=3: the dense stage-1 filters would be 3830 x 81 x 81 x 27 entries (~11 GB): refused."""
+    ft = et.tensor_type(GS[3], [(4, 1, 1)])
+    with pytest.raises(ValueError, match=r"method='two_stage'.*would need about .*GiB.*use method='dense'"):
+        GeometricConv(ft, ft, 3, method="two_stage")
+    assert GeometricConv(ft, ft, 3, initialize=False).method == "dense"  # 'auto' never picks it (fraction ~3800)

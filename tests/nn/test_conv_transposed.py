@@ -484,3 +484,21 @@ def test_rejects_bad_forward_input():
         layer.evaluate_output_shape((1, 3, 1, 1))
     with pytest.raises(ValueError, match="input_shape must be"):
         layer.evaluate_output_shape((1, 4, 5, 5))
+
+
+@pytest.mark.parametrize("d,K", [(2, 3), (2, 2), (3, 3)])
+def test_gathered_kernel_is_the_convolution_kernel_transposed(d, K):
+    """Same weights -> the transposed layer's kernel (C_in, C_out, K..) is GeometricConv's (C_out, C_in, K..) with
+    the first two axes swapped (both gathered from one plan; GeometricConv's is checked against the dense
+    contraction in test_conv.py)."""
+    fin = et.tensor_type(GS[d], [(1, 1, 1), (0, 1, 2), (2, -1, 1)])
+    fout = et.tensor_type(GS[d], [(0, -1, 1), (1, 1, 2), (2, 1, 1)])
+    tr = randomize(GeometricConvTransposed(fin, fout, K, stride=2)).double()
+    conv = GeometricConv(fin, fout, K).double()
+    with torch.no_grad():
+        conv.weights.copy_(tr.weights)
+        conv.bias.copy_(tr.bias)
+    kt, bt = tr.expand_parameters()
+    kc, bc = conv.expand_parameters()
+    assert kt.shape == (fin.size, fout.size) + (K,) * d
+    assert torch.equal(kt, kc.transpose(0, 1)) and torch.equal(bt, bc)
