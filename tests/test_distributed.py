@@ -1,8 +1,14 @@
-"""DistributedDataParallel (gloo, 2 processes on this machine) trains a network of GeometricConv, escnn R2Conv and a
-nonlinearity exactly as one process does on the whole batch (float64)."""
+"""DistributedDataParallel (gloo, 2 processes on this machine) trains exactly as one process does on the whole batch
+(float64): a network of GeometricConv, escnn R2Conv and nonlinearities, and a model of the geometric and of the
+steerable family of escnn_tensor.models.
+
+The models are built without batch norm (geometric: TensorLayerNorm, per sample; steerable: norm=None): a batch norm
+takes its statistics over the batch *of each process* under DDP (as torch's BatchNorm does without SyncBatchNorm),
+so with it two processes on half batches do not compute the same function as one process on the whole batch."""
 import copy
 import io
 import os
+import queue
 import socket
 
 import pytest
@@ -12,6 +18,7 @@ import torch.multiprocessing as mp
 from escnn import nn as enn
 
 import escnn_tensor as et
+from escnn_tensor.models import ResNet
 from escnn_tensor.nn import GeometricConv
 from escnn_tensor.nn._isolate import isolate
 from escnn_tensor.testing import random_input
@@ -20,8 +27,30 @@ STEPS = 3
 WORLD = 2
 BATCH = 4  # global batch, split in WORLD equal parts
 LR = 0.05
+TIMEOUT = 300  # seconds without a result before the test fails
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
+
+
+def build_model(family, seed=0):
+    gs = et.hyperoctahedral_gspace(2)
+    t_in = et.tensor_type(gs, [(0, 1, 1), (1, 1, 1)])
+    t_out = et.tensor_type(gs, [(1, 1, 1), (0, -1, 1)])
+    torch.manual_seed(seed)
+    norm = "layer" if family == "geometric" else None
+    model = ResNet(t_in, t_out, family, width=1, num_blocks=1, norm=norm).double()
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():  # non-zero biases and shifts, so that every parameter takes part
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return model
+
+
+NETWORKS = {
+    "escnn and escnn_tensor layers": lambda: build_network(),
+    "geometric ResNet": lambda: build_model("geometric"),
+    "steerable ResNet": lambda: build_model("steerable"),
+}
 
 
 def build_network(seed=0):
@@ -86,27 +115,41 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_ddp_two_processes_equals_one_process():
-    net = build_network()
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_ddp_two_processes_equals_one_process(name):
+    net = NETWORKS[name]()
     data = batches(net)
     reference = copy.deepcopy(net)
     initial = {k: v.clone() for k, v in net.state_dict().items()}
     train(reference, data)
 
     ctx = mp.get_context("spawn")
-    results = ctx.SimpleQueue()
+    results = ctx.Queue()
     port = free_port()
     procs = [ctx.Process(target=_worker, args=(r, port, copy.deepcopy(net), data, results)) for r in range(WORLD)]
     for p in procs:
         p.start()
     got = {}
-    try:
-        for _ in range(WORLD):
-            rank, state = results.get()
+    try:  # poll: a worker that dies (e.g. an import error in the fresh interpreter) fails the test, never hangs it
+        waited, dead_polls = 0.0, 0
+        while len(got) < WORLD:
+            try:
+                rank, state = results.get(timeout=1.0)
+            except queue.Empty:
+                waited += 1.0
+                dead = [r for r, p in enumerate(procs) if r not in got and not p.is_alive()]
+                dead_polls = dead_polls + 1 if dead else 0  # (a result put just before exiting arrives meanwhile)
+                if dead_polls >= 3 or waited > TIMEOUT:
+                    codes = [p.exitcode for p in procs]
+                    pytest.fail(f"DDP workers {dead or 'all'} gave no result (exit codes {codes})")
+                continue
             got[rank] = torch.load(io.BytesIO(state), weights_only=True)
     finally:
         for p in procs:
             p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+                p.join()
     assert all(p.exitcode == 0 for p in procs)
 
     expected = reference.state_dict()
@@ -115,4 +158,5 @@ def test_ddp_two_processes_equals_one_process():
         for rank in range(WORLD):
             torch.testing.assert_close(got[rank][k], v, rtol=1e-12, atol=1e-14, msg=f"rank {rank}: {k}")
         changed += not torch.equal(v, initial[k])
-    assert changed >= 3  # the weights of the three convolutions moved
+    n_params = len(dict(net.named_parameters()))
+    assert changed >= max(3, n_params // 2), (changed, n_params)  # most parameters moved (the convolutions' at least)

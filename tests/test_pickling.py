@@ -6,6 +6,7 @@ import copy
 import gc
 import io
 import pickle
+import queue as _queue
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,20 @@ from escnn import nn as enn
 import escnn_tensor as et
 from escnn_tensor import _pickling
 from escnn_tensor import groups as groups_module
-from escnn_tensor.nn import GeometricConv
+from escnn_tensor.models import MODELS
+from escnn_tensor.nn import (
+    AvgPool,
+    GatedNonLinearity,
+    GeometricConv,
+    GeometricConvTransposed,
+    NormMaxPool,
+    PointwiseNonLinearity,
+    TensorBatchNorm,
+    TensorLayerNorm,
+    TensorProductNonLinearity,
+    Upsample,
+    VectorNeuronNonLinearity,
+)
 from escnn_tensor.nn._isolate import isolate
 from escnn_tensor.testing import random_input
 from tests.reference import SUBGROUP_GSPACES_2D, SUBGROUP_GSPACES_3D
@@ -291,6 +305,7 @@ class Ctx:
     gs: object
     tensors: object  # input and output type
     mixed: object
+    small: object
     regular: object
     scalars: object
     Conv: type
@@ -304,6 +319,7 @@ def make_ctx(d):
         gs=gs,
         tensors=et.tensor_type(gs, [(0, 1, 1), (1, 1, 1), (2, -1, 1)]),
         mixed=et.tensor_type(gs, [(0, 1, 2), (1, 1, 1), (1, -1, 1), (2, 1, 1)]),
+        small=et.tensor_type(gs, [(0, 1, 1), (1, 1, 1), (1, -1, 1)]),
         regular=enn.FieldType(gs, [gs.regular_repr]),
         scalars=et.tensor_type(gs, [(0, 1, 3)]),
         Conv=enn.R2Conv if d == 2 else enn.R3Conv,
@@ -313,6 +329,17 @@ def make_ctx(d):
 
 LAYERS = [
     ("GeometricConv", (2, 3), lambda t, c: GeometricConv(t, c.mixed, 3, padding=1)),
+    ("PointwiseNonLinearity", (2, 3), lambda t, c: PointwiseNonLinearity(t, "elu", nonscalars="norm")),
+    ("GatedNonLinearity", (2, 3), lambda t, c: GatedNonLinearity(t)),
+    ("VectorNeuronNonLinearity", (2, 3), lambda t, c: VectorNeuronNonLinearity(t, negative_slope=0.1)),
+    ("TensorBatchNorm", (2, 3), lambda t, c: TensorBatchNorm(t)),
+    # N -> 2N -> N -> 2N -> N: the grid stays small and every resampling layer is in the network
+    ("GeometricConvTransposed", (2, 3), lambda t, c: GeometricConvTransposed(t, c.small, 2, stride=2)),
+    ("NormMaxPool", (2, 3), lambda t, c: NormMaxPool(t, 2)),
+    ("TensorProductNonLinearity", (2, 3), lambda t, c: TensorProductNonLinearity(t, c.mixed, bias=True)),
+    ("Upsample", (2, 3), lambda t, c: Upsample(t, 2)),
+    ("AvgPool", (2, 3), lambda t, c: AvgPool(t, 2)),
+    ("TensorLayerNorm", (2, 3), lambda t, c: TensorLayerNorm(t)),
     ("NormNonLinearity", (2, 3), lambda t, c: enn.NormNonLinearity(t)),
     ("IIDBatchNorm", (2, 3), lambda t, c: c.BatchNorm(t)),
     ("escnn R2Conv/R3Conv to regular", (2, 3), lambda t, c: c.Conv(t, c.regular, 3, padding=1)),
@@ -434,18 +461,76 @@ def test_deepcopy_of_escnn_r2conv_network(mode):
 # a spawned process: the model and representations travel by pickling into a fresh interpreter
 
 
-def _spawn_worker(model, x, reps_and_elements, queue):
-    torch.set_num_threads(1)
+def _eval_then_train(model, x):
+    """What the worker does and this process repeats: outputs in the model's own mode and in eval mode, one SGD
+    step (train mode), the eval-mode output after it."""
+    outs = []
+    with torch.no_grad():
+        outs.append(model(x).tensor.clone())  # the mode the model arrived in
+        model.eval()
+        outs.append(model(x).tensor.clone())
     sgd_step(model, x)
+    model.eval()
+    with torch.no_grad():
+        outs.append(model(x).tensor.clone())
+    return outs
+
+
+def _spawn_worker(model, x, reps_and_elements, queue):
+    try:
+        _spawn_work(model, x, reps_and_elements, queue)
+    except BaseException:  # report, so that the test fails with the worker's traceback instead of waiting
+        import traceback
+
+        queue.put(pickle.dumps(("error", traceback.format_exc())))
+        raise
+
+
+def run_in_spawned_worker(*args, timeout=300):
+    """Run :func:`_spawn_worker` in a fresh interpreter; its result, or a failure with the worker's traceback (never a
+    hang: the parent polls the queue and the worker's liveness)."""
+    ctx_mp = mp.get_context("spawn")
+    queue = ctx_mp.Queue()
+    proc = ctx_mp.Process(target=_spawn_worker, args=args + (queue,))
+    proc.start()
+    try:
+        waited, dead_polls = 0.0, 0
+        while True:
+            try:
+                result = pickle.loads(queue.get(timeout=1.0))
+                break
+            except _queue.Empty:
+                waited += 1.0
+                dead_polls = 0 if proc.is_alive() else dead_polls + 1  # (a result put just before exiting arrives)
+                if dead_polls >= 3:
+                    pytest.fail(f"the spawned worker died with exit code {proc.exitcode} and no result")
+                if waited > timeout:
+                    pytest.fail(f"the spawned worker gave no result in {timeout} s")
+    finally:
+        proc.join(timeout=60)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    if result[0] == "error":
+        pytest.fail(f"the spawned worker raised:\n{result[1]}")
+    assert proc.exitcode == 0
+    return result
+
+
+def _spawn_work(model, x, reps_and_elements, queue):
+    torch.set_num_threads(1)
+    outs = _eval_then_train(model, x)
     buf = io.BytesIO()
-    torch.save({k: v.clone() for k, v in model.state_dict().items()}, buf)
+    torch.save({"state": {k: v.clone() for k, v in model.state_dict().items()}, "outs": outs}, buf)
     matrices = [np.stack([np.asarray(rep(g), dtype=np.float64) for g in els]) for rep, els in reps_and_elements]
     fresh = [rep.name in rep.group.representations for rep, _ in reps_and_elements]
     queue.put(pickle.dumps((buf.getvalue(), matrices, fresh)))
 
 
-def test_spawned_worker_trains_like_this_process():
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_spawned_worker_trains_like_this_process(mode):
     net, ctx = build_network(2)
+    net.train(mode == "train")
     x = random_input(ctx.tensors, SPATIAL[2], 2, torch.float64, torch.Generator().manual_seed(3))
     G2, G3 = GS[2].fibergroup, GS[3].fibergroup
     reps = [
@@ -460,17 +545,14 @@ def test_spawned_worker_trains_like_this_process():
     reps_and_elements = [(rep, list(rep.group.elements)) for rep in reps]
 
     worker_model = copy.deepcopy(net)  # the worker trains in place, on memory shared with this process
-    ctx_mp = mp.get_context("spawn")
-    queue = ctx_mp.SimpleQueue()
-    proc = ctx_mp.Process(target=_spawn_worker, args=(worker_model, x, reps_and_elements, queue))
-    proc.start()
-    try:
-        state_bytes, matrices, registered = pickle.loads(queue.get())
-    finally:
-        proc.join(timeout=120)
-    assert proc.exitcode == 0
-    sgd_step(net, x)
-    theirs = torch.load(io.BytesIO(state_bytes), weights_only=True)
+    state_bytes, matrices, registered = run_in_spawned_worker(worker_model, x, reps_and_elements)
+    mine_outs = _eval_then_train(net, x)
+    got = torch.load(io.BytesIO(state_bytes), weights_only=True)
+    theirs, their_outs = got["state"], got["outs"]
+    assert len(their_outs) == len(mine_outs) == 3
+    for a, b in zip(their_outs, mine_outs):
+        assert torch.equal(a, b)
+    assert not torch.equal(their_outs[1], their_outs[2])  # the step changed the model
     mine = net.state_dict()
     assert list(theirs) == list(mine)
     for k in mine:
@@ -495,3 +577,91 @@ def test_geometric_conv_state_survives_gc_of_the_original_gspace():
     with torch.no_grad():
         x = random_input(back.in_type, 5, 1, torch.float64, torch.Generator().manual_seed(0))
         assert torch.equal(back(x).tensor, y)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# every new layer of escnn_tensor.nn is in the network above
+
+
+def test_network_holds_every_layer_of_escnn_tensor_nn():
+    import escnn_tensor.nn as etnn
+
+    layer_classes = {
+        name
+        for name in etnn.__all__
+        if isinstance(getattr(etnn, name), type) and issubclass(getattr(etnn, name), enn.EquivariantModule)
+    }
+    for d in (2, 3):
+        net, _ = build_network(d)
+        assert layer_classes <= {type(m).__name__ for m in net.modules()}, d
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# models of escnn_tensor.models: one ResNet of each family (small width) round-trips and keeps training
+
+
+def build_model(family, d=2, seed=0):
+    torch.manual_seed(seed)
+    gs = GS[d]
+    in_type = et.tensor_type(gs, [(0, 1, 1), (1, 1, 1)])
+    out_type = et.tensor_type(gs, [(1, 1, 1), (0, -1, 1)])
+    width = {"geometric": 1, "steerable": 1, "plain": 4}[family]
+    model = MODELS["resnet"](in_type, out_type, family, width=width, num_blocks=1).double()
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():  # non-trivial biases / affine shifts, and running statistics of the batch norms
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        model.train()
+        for _ in range(2):
+            model(random_input(in_type, 6, 3, torch.float64, gen))
+    return model
+
+
+MODEL_FAMILIES = ["geometric", "steerable", "plain"]
+
+
+@pytest.mark.parametrize("copier", list(COPIERS))
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("family", MODEL_FAMILIES)
+def test_model_roundtrip(family, mode, copier):
+    model = build_model(family)
+    model.train(mode == "train")
+    x = random_input(model.in_type, 6, 2, torch.float64, torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        y = model(x).tensor
+    back = COPIERS[copier](model)
+    assert type(back) is type(model) and back.family == family and back.training == model.training
+    assert back.in_type == model.in_type and back.out_type == model.out_type and back.options == model.options
+    sa, sb = model.state_dict(), back.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not {p.data_ptr() for p in model.parameters()} & {p.data_ptr() for p in back.parameters()}
+    with torch.no_grad():
+        assert torch.equal(back(x).tensor, y) and torch.equal(model(x).tensor, y)
+    before = {k: p.detach().clone() for k, p in model.named_parameters()}
+    loss_a, loss_b = sgd_step(model, x), sgd_step(back, x)
+    assert loss_a == loss_b
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), back.parameters()))
+    assert any(not torch.equal(p, before[k]) for k, p in model.named_parameters())
+    model.eval(), back.eval()
+    with torch.no_grad():
+        assert torch.equal(back(x).tensor, model(x).tensor)
+    # the copy is independent: a cast of the copy leaves the original float64 and unchanged
+    out = model(x).tensor.detach().clone()
+    back.float()
+    with torch.no_grad():
+        assert torch.equal(model(x).tensor, out)
+
+
+@pytest.mark.parametrize("family", ["geometric", "steerable"])
+def test_spawned_worker_trains_a_model_like_this_process(family):
+    model = build_model(family)
+    x = random_input(model.in_type, 6, 2, torch.float64, torch.Generator().manual_seed(3))
+    worker_model = copy.deepcopy(model)
+    state_bytes, _, _ = run_in_spawned_worker(worker_model, x, [])
+    mine_outs = _eval_then_train(model, x)
+    got = torch.load(io.BytesIO(state_bytes), weights_only=True)
+    for a, b in zip(got["outs"], mine_outs):
+        assert torch.equal(a, b)
+    assert not torch.equal(mine_outs[1], mine_outs[2])
+    mine = model.state_dict()
+    assert list(got["state"]) == list(mine) and all(torch.equal(got["state"][k], mine[k]) for k in mine)

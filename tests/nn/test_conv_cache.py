@@ -1,6 +1,9 @@
-"""The eval-mode kernel cache of GeometricConv and GeometricConvTransposed is never stale: every way of changing the
-weights or the bias after a cached eval forward gives the output of a freshly expanded kernel (the layer's export(),
-which expands the current parameters into a plain torch conv). Plus the clear errors shared by both layers."""
+"""The eval-mode caches of GeometricConv, GeometricConvTransposed (dense kernel) and TensorProductNonLinearity
+(expanded quadratic coefficients) are never stale: every way of changing the weights or the bias after a cached eval
+forward gives the output of a fresh expansion (the convolutions' export(), which expands the current parameters into
+a plain torch conv; for the tensor product a deep copy run in train mode, where nothing is cached). Plus the clear
+errors shared by these layers."""
+import copy
 import io
 
 import pytest
@@ -11,6 +14,7 @@ from torch.nn.utils import vector_to_parameters
 import escnn_tensor as et
 from escnn_tensor.nn._conv import GeometricConv
 from escnn_tensor.nn._conv_transposed import GeometricConvTransposed
+from escnn_tensor.nn._tensor_product import TensorProductNonLinearity
 from escnn_tensor.testing import random_input
 
 GS2 = et.hyperoctahedral_gspace(2)
@@ -20,7 +24,10 @@ FOUT = et.tensor_type(GS2, [(2, 1, 1), (0, 1, 2), (1, -1, 1)])
 LAYERS = {
     "conv": lambda: GeometricConv(FIN, FOUT, 3, padding=1),
     "transposed": lambda: GeometricConvTransposed(FIN, FOUT, 2, stride=2),
+    "tensor_product": lambda: TensorProductNonLinearity(FIN, FOUT, bias=True),
 }
+KIND = {GeometricConv: "conv", GeometricConvTransposed: "transposed", TensorProductNonLinearity: "tensor_product"}
+CONVS = ["conv", "transposed"]
 
 
 def make(kind, seed=0):
@@ -42,8 +49,11 @@ def cached_forward(layer, x):
 
 
 def fresh_reference(layer, x):
-    """The output of a freshly expanded kernel: export() expands the current parameters into a torch conv."""
+    """The output of a fresh expansion: export() expands the current parameters into a torch conv; the tensor
+    product has no export, and a deep copy of it in train mode expands its current parameters at every call."""
     with torch.no_grad():
+        if isinstance(layer, TensorProductNonLinearity):
+            return copy.deepcopy(layer).train()(x).tensor
         return layer.export()(x.tensor)
 
 
@@ -89,7 +99,7 @@ def new_bias_parameter(layer):
 
 
 def load_state_dict(layer):
-    other = LAYERS["conv" if isinstance(layer, GeometricConv) else "transposed"]()
+    other = LAYERS[KIND[type(layer)]]()
     buf = io.BytesIO()
     torch.save(other.state_dict(), buf)
     buf.seek(0)
@@ -157,7 +167,7 @@ def test_cache_is_never_stale(kind, way):
     check_not_stale(make(kind), way)
 
 
-@pytest.mark.parametrize("kind", list(LAYERS))
+@pytest.mark.parametrize("kind", CONVS)
 def test_cache_is_reused_while_unchanged_and_dropped_by_train(kind):
     layer = make(kind)
     with torch.no_grad():
@@ -171,6 +181,27 @@ def test_cache_is_reused_while_unchanged_and_dropped_by_train(kind):
     layer.eval()
     with torch.no_grad():
         assert layer._kernel_and_bias()[0] is not k1
+
+
+def test_tensor_product_expansion_is_reused_while_unchanged_and_dropped_by_train():
+    layer = make("tensor_product")
+    with torch.no_grad():
+        c1, b1 = layer._expanded()
+        c2, b2 = layer._expanded()
+    assert c1 is c2 and b1 is b2  # no re-expansion while the parameters hold the same values
+    with torch.no_grad():
+        layer.weights.add_(0.0)
+        assert layer._expanded()[0] is c1
+        layer.bias.data.add_(1.0)  # only the bias changed: the cache is rebuilt all the same
+        c3, b3 = layer._expanded()
+    assert c3 is not c1 and torch.equal(b3, layer.expand_parameters()[1].detach()) and not torch.equal(b3, b1)
+    layer.train()
+    layer.eval()
+    with torch.no_grad():
+        assert layer._expanded()[0] is not c3
+    with torch.enable_grad():  # gradients wanted in eval mode: expanded with a graph, never from the cache
+        c4, _ = layer._expanded()
+    assert c4.grad_fn is not None
 
 
 @pytest.mark.parametrize("kind", list(LAYERS))
