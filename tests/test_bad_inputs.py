@@ -358,6 +358,9 @@ BAD_INPUTS = [
     row("Task.make seed=-1", lambda: etdata.get_task("gravity").make(1, 8, seed=-1), ValueError, r"seed must be an integer in \[0, 2\*\*63\), got -1"),
     row("load unknown name", lambda: etdata.load("nope", 2), ValueError, r"unknown task 'nope'"),
     row("load n_samples=0", lambda: etdata.load("gravity", 0, 8), ValueError, r"n_samples must be a positive integer, got 0"),
+    row("get_task name not a string", lambda: etdata.get_task(3), TypeError, r"name must be a task name \(str\) or a Task, got int"),
+    row("Task.make n_samples a string", lambda: etdata.get_task("gravity").make("2", 8), TypeError, r"n_samples must be a positive integer, got str '2'"),
+    row("load seed a string", lambda: etdata.load("gravity", 2, 8, seed="0"), TypeError, r"seed must be an integer in \[0, 2\*\*63\), got str '0'"),
     row("Task.in_type gspace of another dimension", lambda: etdata.get_task("gravity").in_type(GS3), ValueError, r"task 'gravity' lives in 2D, but gspace FullOctahedral.* acts on R\^3"),
     row("Task.in_type gspace string", lambda: etdata.get_task("gravity").in_type("gs"), TypeError, r"gspace must be an escnn GSpace.*got str"),
     # ---- pickling, isolate ------------------------------------------------------------------------------------

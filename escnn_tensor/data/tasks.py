@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 import tempfile
 import warnings
@@ -229,11 +230,7 @@ class Task:
         Raises ``ValueError`` for bad arguments and, before allocating, if the data would exceed
         :data:`MAX_DATA_BYTES` or one sample's working memory exceeds the generation budget.
         """
-        if not is_integer(n_samples) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-        if not is_integer(seed) or not 0 <= seed < 2**63:
-            raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-        n_samples, seed, size = int(n_samples), int(seed), self.check_size(size)
+        n_samples, seed, size = _check_count(n_samples, "n_samples"), _check_seed(seed), self.check_size(size)
         c_in, c_out = self.channels()
         total = n_samples * (c_in + c_out) * size**self.d * 8
         if total > MAX_DATA_BYTES:
@@ -519,6 +516,25 @@ TASKS: Dict[str, Task] = {name: cls() for name, cls in _TASK_CLASSES.items()}
 """Every task with its default options, by name: ``gravity``, ``tidal``, ``navier-stokes``, ``subgrid-stress``,
 ``magnetostatics-3d``."""
 
+def _check_count(value: Any, name: str) -> int:
+    """``value`` as a positive int; ``TypeError`` if it is not a number at all, ``ValueError`` if not a positive
+    integer."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, numbers.Number):
+        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__} {value!r}")
+    if not is_integer(value) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_seed(seed: Any) -> int:
+    """``seed`` as an int in [0, 2**63); ``TypeError`` if it is not a number, ``ValueError`` if out of range."""
+    if isinstance(seed, (str, bytes)) or not isinstance(seed, numbers.Number):
+        raise TypeError(f"seed must be an integer in [0, 2**63), got {type(seed).__name__} {seed!r}")
+    if not is_integer(seed) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    return int(seed)
+
+
 
 def get_task(name: Union[str, Task], **options: Any) -> Task:
     """The task ``name`` with ``options`` (a new instance; without options the one in :data:`TASKS`).
@@ -528,7 +544,10 @@ def get_task(name: Union[str, Task], **options: Any) -> Task:
     """
     if isinstance(name, Task):
         return type(name)(**{**name.options, **options}) if options else name
-    if not isinstance(name, str) or name not in _TASK_CLASSES:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a task name (str) or a Task, got {type(name).__name__}; the tasks are "
+                        f"{sorted(_TASK_CLASSES)}")
+    if name not in _TASK_CLASSES:
         raise ValueError(f"unknown task {name!r}; the tasks are {sorted(_TASK_CLASSES)}")
     return _TASK_CLASSES[name](**options) if options else TASKS[name]
 
@@ -544,8 +563,12 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "escnn_tensor" / "data"
 
 
-def cache_path(task: Task, n_samples: int, size: int, seed: int, cache_dir: Optional[Union[str, Path]] = None) -> Path:
-    """The cache file of a data set: ``<dir>/<name>-<options hash>-n<n>-size<N>-seed<s>-v<version>.pt``."""
+def cache_path(
+    task: Union[str, Task], n_samples: int, size: int, seed: int, cache_dir: Optional[Union[str, Path]] = None
+) -> Path:
+    """The cache file of a data set: ``<dir>/<name>-<options hash>-n<n>-size<N>-seed<s>-v<version>.pt``
+    (``task`` a name or a :class:`Task`)."""
+    task = get_task(task)
     directory = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
     fname = f"{task.name}-{task.option_key()}-n{n_samples}-size{size}-seed{seed}-v{task.version}.pt"
     return directory / fname
@@ -628,11 +651,8 @@ def load(
     """
     task = get_task(name, **options)
     size = task.check_size(size)
-    if not is_integer(n_samples) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-    if not is_integer(seed) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-    path = cache_path(task, int(n_samples), size, int(seed), cache_dir)
+    n_samples, seed = _check_count(n_samples, "n_samples"), _check_seed(seed)
+    path = cache_path(task, n_samples, size, seed, cache_dir)
     if path.exists():
         data = _read(path, task, int(n_samples), size, int(seed))
         if data is not None:

@@ -175,6 +175,7 @@ def test_cache_keys_and_environment_variable(tmp_path, monkeypatch):
     }
     assert len(paths) == 6
     assert T.cache_path(get_task("gravity", smoothing=1.0), 2, 8, 0, tmp_path) == T.cache_path(task, 2, 8, 0, tmp_path)
+    assert T.cache_path("gravity", 2, 8, 0, tmp_path) == T.cache_path(get_task("gravity"), 2, 8, 0, tmp_path)
     monkeypatch.setattr(T.GravityTask, "version", 99)
     assert T.cache_path(task, 2, 8, 0, tmp_path) not in paths
 
