@@ -11,7 +11,7 @@ from escnn.nn import FieldType, GeometricTensor
 from escnn.nn.modules.equivariant_module import EquivariantModule
 
 from ..groups import action_key, is_integer
-from ..nn._fields import check_input, check_types
+from ..nn._fields import check_dtype, check_input, check_types
 from ..nn._isolate import isolate
 from ..representations import field_signature
 from ._families import FAMILIES, Family, make_family
@@ -274,6 +274,7 @@ class TensorFieldModel(EquivariantModule):
     def forward(self, input: GeometricTensor) -> GeometricTensor:
         """``GeometricTensor`` of ``in_type`` ``(B, C_in, N..)`` -> of ``out_type`` ``(B, C_out, N..)``."""
         x = check_input(input, self.in_type, self.d, type(self).__name__)
+        check_dtype(x, next(self.parameters(), None), type(self).__name__)  # not torch's "expected scalar type"
         self._check_spatial(tuple(x.shape[2:]))
         return GeometricTensor(self._forward(x), self.out_type)
 

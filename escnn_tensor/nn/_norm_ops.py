@@ -105,13 +105,14 @@ def check_flag(value, name: str) -> bool:
 
 
 def check_real(value, name: str, low: float, high: float = math.inf, allow_none: bool = False) -> Optional[float]:
-    """A real number in ``[low, high]`` (bools rejected), as ``float``; ``None`` if ``allow_none``."""
+    """A finite real number in ``[low, high]`` (bools, NaN, inf refused) as ``float``; ``None`` if ``allow_none``."""
     if value is None and allow_none:
         return None
-    accepted = f"a real number in [{low:g}, {high:g}]" + (" or None" if allow_none else "")
+    upper = f"{high:g}]" if math.isfinite(high) else "inf)"
+    accepted = f"a real number in [{low:g}, {upper}" + (" or None" if allow_none else "")
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be {accepted}, got {value!r} of type {type(value).__name__}")
-    if not low <= float(value) <= high:
+    if not (math.isfinite(float(value)) and low <= float(value) <= high):  # eps=inf would zero every output
         raise ValueError(f"{name} must be {accepted}, got {value!r}")
     return float(value)
 

@@ -69,7 +69,7 @@ class NormMaxPool(_Pool):
         out = check_pool_size(x.shape[2:], self.kernel_size)
         B, C = x.shape[:2]
         with torch.no_grad():
-            xd = x.detach()
+            xd = x.detach() if x.element_size() >= 4 else x.detach().float()  # half/bf16: exact norms, no false ties
             sq = self._field_sum(xd * xd, dim=1)  # (B, F, N..) squared field norms
             pool = F.max_pool2d if self.d == 2 else F.max_pool3d
             _, idx = pool(sq, self.kernel_size, self.kernel_size, return_indices=True)  # flat pixel per patch

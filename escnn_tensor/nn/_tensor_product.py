@@ -34,7 +34,7 @@ from .. import representations as _reps
 from ..filters import invariant_filters, num_invariant_filters
 from ._field_ops import TensorFieldModule, TypeGroups
 from ._fields import bias_basis, check_types
-from ._kernel import ExpansionCache
+from ._kernel import ExpansionCache, check_gain
 
 __all__ = ["TensorProductNonLinearity"]
 
@@ -291,7 +291,7 @@ class TensorProductNonLinearity(TensorFieldModule):
     @torch.no_grad()
     def reset_parameters(self, gain: float = 1.0, generator: Optional[torch.Generator] = None) -> None:
         """Weights ``N(0, gain * sigma_o^2)`` (class docstring: output mean square ``gain * v^2``); bias 0."""
-        std = torch.from_numpy(self._std) * math.sqrt(gain)
+        std = torch.from_numpy(self._std) * math.sqrt(check_gain(gain))  # NaN / negative / non-number refused
         w = torch.randn(self.weights.shape, generator=generator, dtype=torch.float64) * std
         self.weights.copy_(w.to(self.weights))
         if self.bias is not None:

@@ -1,0 +1,234 @@
+"""Benchmark one training step of the model families (geometric, steerable, plain) and of ginjax's own ResNet.
+
+Run:  .venv/bin/python comparisons/bench_models.py [--threads 1] [--reps 7] [--size 64] [--batch 8] [--width 16]
+          [--no-ginjax | --ginjax-result FILE] [--ginjax-reps 2] [--unet [--unet-width 2] [--no-resnet]] [--profile]
+
+One step = forward, MSE loss, backward, Adam step, on a scalar -> vector task (gravity's types), 2D ``size``^2,
+``batch`` samples. Architectures: ``ResNet`` (8 pre-activation blocks of 2 convolutions, kernel 3; the default
+options of :class:`escnn_tensor.models.ResNet`) and with ``--unet`` also ``UNet`` (4 poolings; ``--unet-width``
+fields per type at the finest level, doubling per level). Every family has the same number
+of hidden channels: geometric ``width`` fields of each hidden type (scalars, vectors, 2-tensors: 7 ``width``
+channels), steerable and plain that many channels (``level`` = 7 ``width``: regular fields of D4 plus trivial
+fields for the remainder).
+
+Rows (all timed interleaved, repetition by repetition, medians; the ratios are printed side by side):
+  geometric (gated, batch norm)          the family's default layers
+  geometric (vector neuron, no norm)     the layers of ginjax's ResNet (ginjax's LayerNorm refuses 2-tensors)
+  steerable, plain                       their defaults (ELU, batch norm)
+  plain (no norm)                        as the row above it, for the ginjax-like geometric row
+  ginjax ResNet                          ginjax's equivariant ResNet of the same width and hidden orders (VN
+                                         nonlinearity, no norm), run in .venv-ginjax through
+                                         comparisons/ginjax_resnet_step.py (1 thread, jitted; compile excluded); it
+                                         runs after the torch rows, not interleaved with them, so the geometric
+                                         rows are timed again right after it and ginjax is compared with the
+                                         mean of both timings (one run at width 16, 64x64, batch 8 took 2.5-6 min
+                                         to compile and 2.5-5 min per step on a loaded 2-core machine). Its JSON
+                                         line is written to
+                                         --ginjax-save FILE; --ginjax-result FILE reuses such a line instead of
+                                         running ginjax again (the ratio then mixes two runs: say so).
+With ``--breakdown``: the share of the geometric ResNet steps taken by each kind of layer (each timed alone at the
+hidden shape, times its count); with ``--profile``: torch.profiler tables of the geometric and plain steps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from escnn import nn as enn
+
+import escnn_tensor as et
+from escnn_tensor.models import ResNet, UNet, count_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+GINJAX_PYTHON = ROOT / ".venv-ginjax" / "bin" / "python"
+
+
+def _time_interleaved(fns, reps):
+    """Median seconds per call of each fn, called round-robin ``reps`` times after two warm-ups each."""
+    for f in fns:
+        f()
+        f()
+    times = [[] for _ in fns]
+    for _ in range(reps):
+        for i, f in enumerate(fns):
+            t0 = time.perf_counter()
+            f()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def make_step(model, x, y):
+    """A closure doing one training step (forward, MSE, backward, Adam step) of ``model`` on ``(x, y)``."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gx = enn.GeometricTensor(x, model.in_type)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = model(gx).tensor
+        loss = torch.nn.functional.mse_loss(out, y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def build_rows(arch, width, scale=1, d=2):
+    """The models of every row; ``scale``: how many times the widest level is wider than the finest (the UNet's
+    2^num_downsamples), since ``level`` counts channels at the widest level and ``width`` at the finest."""
+    gs = et.hyperoctahedral_gspace(d)
+    in_type, out_type = et.tensor_type(gs, [(0, 1, 1)]), et.tensor_type(gs, [(1, 1, 1)])
+    channels = 7 * width * scale  # width x (1 + 2 + 4) components of scalars, vectors, 2-tensors
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        rows = [
+            ("geometric (gated, batch norm)", arch(in_type, out_type, "geometric", width=width, norm="batch")),
+            ("geometric (vector neuron, no norm)",
+             arch(in_type, out_type, "geometric", width=width, nonlinearity="vector_neuron", norm=None)),
+            ("steerable (ELU, batch norm)", arch(in_type, out_type, "steerable", level=channels, norm="batch")),
+            ("plain (ELU, batch norm)", arch(in_type, out_type, "plain", level=channels, norm="batch")),
+            ("plain (ELU, no norm)", arch(in_type, out_type, "plain", level=channels, norm=None)),
+        ]
+    return in_type, out_type, rows
+
+
+def ginjax_step(width, size, batch, reps, num_blocks=8):
+    """Seconds per training step of ginjax's ResNet (list of ``reps`` timings) and its compile time, or None."""
+    if not GINJAX_PYTHON.exists():
+        print(f"(ginjax environment {GINJAX_PYTHON} missing: ginjax row skipped)")
+        return None
+    cfg = {"width": width, "size": size, "batch": batch, "num_blocks": num_blocks, "orders": [0, 1, 2], "reps": reps}
+    res = subprocess.run([str(GINJAX_PYTHON), str(ROOT / "comparisons" / "ginjax_resnet_step.py"), json.dumps(cfg)],
+                         capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                              if not k.startswith("PYTHON")})
+    if res.returncode != 0:
+        print("ginjax run failed:\n" + res.stderr[-2000:])
+        return None
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def profile_step(step, reps=3):
+    """Self-CPU time of ``step`` by torch operator (top 18) and the total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(reps):
+            step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
+
+
+def breakdown(model, step, x, reps):
+    """Where a ResNet training step goes: each kind of layer of ``model`` timed alone (forward + backward at the
+    hidden shape), interleaved with the whole ``step`` so that both see the same machine load, times the number of
+    such layers in the model; the rest (residual adds, the first and last convolutions' smaller types, loss,
+    optimiser, Python) is the step minus their sum. Returns ``(labels, layer times, step time)``."""
+    kinds = {}
+    for mod in model.modules():
+        inner = getattr(mod, "module", None)
+        if inner is None or not hasattr(inner, "in_type"):
+            continue
+        key = type(inner).__name__
+        if key in ("GeometricConv",) and inner.in_type != inner.out_type:
+            continue  # encoder/decoder ends: counted in the rest
+        kinds.setdefault(key, [inner, 0])[1] += 1
+    fns, labels = [], []
+    for key, (inner, count) in kinds.items():
+        t = torch.randn(x.shape[0], inner.in_type.size, *x.shape[2:])
+
+        def f(inner=inner, t=t):
+            u = t.detach().requires_grad_(True)
+            inner(enn.GeometricTensor(u, inner.in_type)).tensor.sum().backward()
+
+        fns.append(f)
+        labels.append((key, count))
+    times = _time_interleaved([step] + fns, reps)
+    return labels, times[1:], times[0]
+
+
+def run(args):
+    archs = ([] if args.no_resnet else [("ResNet", ResNet)]) + ([("UNet", UNet)] if args.unet else [])
+    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, reps={args.reps}, 2D {args.size}x{args.size},"
+          f" batch {args.batch}; median ms per training step\n")
+    for name, arch in archs:
+        width = args.width if name == "ResNet" else args.unet_width
+        if name == "ResNet":
+            print(f"ResNet: width {width} ({7 * width} hidden channels in every family)")
+        else:
+            print(f"UNet: width {width} at the finest level ({7 * width} channels), x2 per level down to {width * 16}"
+                  f" ({7 * width * 16} channels) at the coarsest")
+        in_type, out_type, rows = build_rows(arch, width, 1 if name == "ResNet" else 16)
+        x = torch.randn(args.batch, in_type.size, args.size, args.size)
+        y = torch.randn(args.batch, out_type.size, args.size, args.size)
+        steps = [make_step(m.train(), x, y) for _, m in rows]
+        t = _time_interleaved(steps, args.reps)
+        plain_bn, plain_nn = t[3], t[4]
+        print(f"{name:6s} {'row':38s} | {'params':>8s} {'ms/step':>9s} | {'/plain':>7s}")
+        for (label, m), ti in zip(rows, t):
+            ref = plain_nn if "no norm" in label else plain_bn
+            print(f"{'':6s} {label:38s} | {count_parameters(m):8d} {1e3 * ti:9.1f} | {ti / ref:7.2f}", flush=True)
+        if name == "ResNet" and not args.no_ginjax:
+            if args.ginjax_result:
+                g = json.loads(Path(args.ginjax_result).read_text().strip().splitlines()[-1])
+                print(f"(ginjax row from {args.ginjax_result}, a separate run)")
+            else:
+                g = ginjax_step(args.width, args.size, args.batch, args.ginjax_reps)
+                if g is not None and args.ginjax_save:
+                    Path(args.ginjax_save).write_text(json.dumps(g) + "\n")
+            if g is not None and not args.ginjax_result:
+                # the machine load drifts over the ~15 min of the ginjax run: time the geometric rows again right
+                # after it and compare ginjax with the mean of the timings before and after
+                after = _time_interleaved(steps[:2] + steps[3:5], args.reps)
+                print(f"{'':6s} (geometric rows re-timed after ginjax: {1e3 * after[0]:.1f}, {1e3 * after[1]:.1f} ms; "
+                      f"plain {1e3 * after[2]:.1f}, {1e3 * after[3]:.1f} ms)")
+                t = list(t)
+                t[0], t[1] = (t[0] + after[0]) / 2, (t[1] + after[1]) / 2
+            if g is not None:
+                tg = statistics.median(g["step_s"])
+                print(f"{'':6s} {'ginjax ResNet (VN, no norm)':38s} | {g['params']:8d} {1e3 * tg:9.1f} | "
+                      f"{tg / plain_nn:7.2f}   (compile {g['compile_s']:.1f} s, {len(g['step_s'])} steps)")
+                print(f"{'':6s} ginjax / geometric (vector neuron, no norm): {tg / t[1]:.1f}x;  "
+                      f"ginjax / geometric (gated, batch norm): {tg / t[0]:.1f}x")
+        print(flush=True)
+        if args.breakdown and name == "ResNet":
+            for row in (0, 1):
+                labels, tk, ts = breakdown(rows[row][1], steps[row], x, args.reps)
+                parts = [f"{key} {count} x {1e3 * v:.1f} ms = {100 * count * v / ts:.0f}%"
+                         for (key, count), v in zip(labels, tk)]
+                rest = ts - sum(count * v for (_, count), v in zip(labels, tk))
+                print(f"breakdown of {rows[row][0]} ({1e3 * ts:.0f} ms in this run): " + "; ".join(parts)
+                      + f"; rest {100 * rest / ts:.0f}%", flush=True)
+            print()
+        if args.profile:
+            print(f"profile of {name} geometric (gated, batch norm):")
+            profile_step(steps[0])
+            print(f"profile of {name} plain (ELU, batch norm):")
+            profile_step(steps[3])
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--no-ginjax", action="store_true")
+    ap.add_argument("--ginjax-reps", type=int, default=2)
+    ap.add_argument("--ginjax-result", default=None, help="reuse ginjax's JSON line from this file")
+    ap.add_argument("--ginjax-save", default=None, help="write ginjax's JSON line to this file")
+    ap.add_argument("--unet", action="store_true", help="also time UNet (4 poolings), no ginjax row")
+    ap.add_argument("--no-resnet", action="store_true", help="skip the ResNet rows (with --unet)")
+    ap.add_argument("--unet-width", type=int, default=2, help="UNet width at the finest level (default 2)")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler tables of the geometric and plain steps")
+    ap.add_argument("--breakdown", action="store_true", help="share of the geometric ResNet steps per layer kind")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    run(args)
