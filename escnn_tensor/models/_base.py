@@ -200,8 +200,16 @@ class TensorFieldModel(EquivariantModule):
 
         def count(size) -> int:
             if size not in counts:
-                with torch.random.fork_rng(devices=[]):
-                    model = cls(in_type, out_type, family, _size=size, _counting=True, **options)
+                try:
+                    with torch.random.fork_rng(devices=[]):
+                        model = cls(in_type, out_type, family, _size=size, _counting=True, **options)
+                except ValueError as err:  # a layer or the model refuses this size (memory): the budget is too large
+                    reason = str(err).split(";")[0]
+                    reason = reason if len(reason) <= 200 else reason[:200] + " ..."
+                    raise ValueError(
+                        f"params={target} is out of reach: {cls.__name__} ({family}) at hidden size {size} is refused "
+                        f"({reason}); choose a smaller params"
+                    ) from None
                 counts[size] = count_parameters(model)
             return counts[size]
 

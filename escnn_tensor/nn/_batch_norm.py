@@ -124,6 +124,7 @@ class TensorBatchNorm(FieldMapsModule):
     def forward(self, input: GeometricTensor) -> GeometricTensor:
         """Normalise: ``GeometricTensor`` ``(B, C, N..)`` of ``in_type`` -> same shape and type."""
         x = self._check_input(input)
+        self._check_dtype(x)  # a float32 layer refuses float64 input instead of returning float64
         shape = (1, -1) + (1,) * self.d
         if self.training or not self.track_running_stats:
             n = x.numel() // max(x.shape[1], 1)

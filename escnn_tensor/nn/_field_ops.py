@@ -178,9 +178,16 @@ class TensorFieldModule(EquivariantModule):
         """The tensor of ``input`` after checking that it is a GeometricTensor of ``in_type`` with ``2 + d`` axes."""
         return check_input(input, self.in_type, self.d, type(self).__name__)
 
-    def _check_dtype(self, x: torch.Tensor, reference: Optional[torch.Tensor]) -> None:
-        """``TypeError`` if ``x`` and the layer's floating ``reference`` (a parameter or buffer) differ in dtype."""
+    def _check_dtype(self, x: torch.Tensor, reference: Optional[torch.Tensor] = None) -> None:
+        """``TypeError`` if ``x`` and the layer's floating ``reference`` (a parameter or buffer; default: the first
+        floating parameter or buffer of the layer, if any) differ in dtype."""
+        if reference is None:
+            reference = next((t for t in self._floating_state() if t.is_floating_point()), None)
         check_dtype(x, reference, type(self).__name__)
+
+    def _floating_state(self):
+        yield from self.parameters(recurse=False)
+        yield from self.buffers(recurse=False)
 
     def evaluate_output_shape(self, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         """``(B, in_type.size, *S)`` -> ``(B, out_type.size, *S)`` (pixelwise: the spatial shape is unchanged)."""

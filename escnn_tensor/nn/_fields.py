@@ -13,7 +13,7 @@ from ..filters import invariant_filters
 from ..groups import action_key, check_gspace, grid_to_escnn
 from ..representations import field_signature
 
-__all__ = ["check_types", "check_field_type", "check_input", "check_dtype", "FieldLayout", "bias_basis"]
+__all__ = ["check_types", "check_field_type", "check_input", "check_dtype", "describe_signature", "FieldLayout", "bias_basis"]
 
 
 def check_field_type(field_type, name: str = "in_type") -> Tuple[int, List[Tuple[int, int]]]:
@@ -62,6 +62,18 @@ def check_dtype(x: torch.Tensor, reference, owner: str) -> None:
             f"{owner}: input dtype {x.dtype} differs from the layer's dtype {reference.dtype}; convert the input "
             f"(tensor.to({reference.dtype})) or the layer (layer.to({x.dtype}))"
         )
+
+
+def describe_signature(signature) -> str:
+    """Runs of equal fields of a ``(k, parity)`` signature, e.g. ``'2 x (k=0,p=+1) + 3 x (k=1,p=+1)'`` (short even
+    for thousands of fields; for messages)."""
+    runs: List[List] = []
+    for kp in signature:
+        if runs and runs[-1][0] == tuple(kp):
+            runs[-1][1] += 1
+        else:
+            runs.append([tuple(kp), 1])
+    return " + ".join(f"{m} x (k={k},p={p:+d})" for (k, p), m in runs) or "no fields"
 
 
 def check_types(in_type, out_type) -> Tuple[int, List[Tuple[int, int]], List[Tuple[int, int]]]:

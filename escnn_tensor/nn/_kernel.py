@@ -30,7 +30,7 @@ from ..filters import invariant_filter_index
 from ..groups import grid_to_escnn
 from ..representations import _check_memory, field_signature, tensor_type
 from ..testing import default_tolerance, equivariance_errors
-from ._fields import FieldLayout, check_dtype, check_input, check_types
+from ._fields import FieldLayout, check_dtype, check_input, check_types, describe_signature
 
 __all__ = ["KernelExpansionModule", "ExpansionCache", "check_gain", "peak_kernel_gain"]
 
@@ -225,7 +225,8 @@ class KernelExpansionModule(EquivariantModule):
         K, d = self.kernel_size, self.d
         S = K**d
         C_out, C_in = len(fo.order), len(fi.order)
-        call = f"{type(self).__name__}({field_signature(self.in_type)} -> {field_signature(self.out_type)}, K={K})"
+        call = (f"{type(self).__name__}({describe_signature(field_signature(self.in_type))} -> "
+                f"{describe_signature(field_signature(self.out_type))}, K={K})")
         _check_memory(call, 24.0 * C_out * C_in * S, f"index, value and kernel for {C_out} x {C_in} x {K}^{d} entries")
         index = np.full((C_out, C_in, S), -1, dtype=np.int64)
         value = np.zeros((C_out, C_in, S), dtype=np.float64)

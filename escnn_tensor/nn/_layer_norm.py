@@ -67,6 +67,7 @@ class TensorLayerNorm(FieldMapsModule):
     def forward(self, input: GeometricTensor) -> GeometricTensor:
         """Normalise: ``GeometricTensor`` ``(B, C, N..)`` of ``in_type`` -> same shape and type."""
         x = self._check_input(input)
+        self._check_dtype(x)  # a float32 layer refuses float64 input instead of returning float64
         spatial = tuple(range(2, x.dim()))
         shape = x.shape[:2] + (1,) * self.d
         n = x[0, 0].numel()

@@ -66,8 +66,10 @@ class VectorNeuronNonLinearity(TensorFieldModule):
         super().__init__()
         sig = self._set_types(in_type)
         for name, value in (("negative_slope", negative_slope), ("eps", eps)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a finite real number, got {value!r} of type {type(value).__name__}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite real number, got {value!r}")
         if not 0 <= negative_slope < 1:
             raise ValueError(f"negative_slope must be in [0, 1), got {negative_slope}")
         if not eps > 0:

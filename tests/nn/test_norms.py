@@ -398,7 +398,7 @@ def test_no_bias_without_invariant_subspace():
 
 def test_evaluate_output_shape():
     ft = field_type(3)
-    for layer in (TensorBatchNorm(ft), TensorLayerNorm(ft)):
+    for layer in (TensorBatchNorm(ft).double(), TensorLayerNorm(ft).double()):
         x = data(ft, 14)
         assert layer.evaluate_output_shape(x.tensor.shape) == tuple(layer(x).tensor.shape)
         with pytest.raises(ValueError, match="input_shape must be"):
