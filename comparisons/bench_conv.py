@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import statistics
 import time
 import warnings
 
 import torch
 from escnn import nn
 
+from _timing import time_interleaved  # noqa: E402  (comparisons/ is on sys.path when run as a script)
 import escnn_tensor as et
 from escnn_tensor import filters as _filters
 from escnn_tensor.nn import GeometricConv
@@ -62,16 +62,7 @@ def _train_step(layer, x):
 
 
 def _time_interleaved(fns, reps):
-    """Median seconds per call of each fn, calling them round-robin ``reps`` times after one warm-up each."""
-    for f in fns:
-        f()
-    times = [[] for _ in fns]
-    for _ in range(reps):
-        for i, f in enumerate(fns):
-            t0 = time.perf_counter()
-            f()
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+    return time_interleaved(fns, reps, warmup=1)
 
 
 def bench_case(label, d, fields, N, B, K, reps):

@@ -11,12 +11,11 @@ table reports medians and ratios:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from escnn import nn
 
+from _timing import time_interleaved  # noqa: E402  (comparisons/ is on sys.path when run as a script)
 import escnn_tensor as et
 from escnn_tensor.nn._conv_transposed import GeometricConvTransposed
 
@@ -31,16 +30,7 @@ CASES = [
 
 
 def _time_interleaved(fns, reps):
-    """Median seconds per call of each fn, calling them round-robin ``reps`` times after one warm-up each."""
-    for f in fns:
-        f()
-    times = [[] for _ in fns]
-    for _ in range(reps):
-        for i, f in enumerate(fns):
-            t0 = time.perf_counter()
-            f()
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+    return time_interleaved(fns, reps, warmup=1)
 
 
 def _eval_step(layer, x):

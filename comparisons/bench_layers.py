@@ -15,29 +15,18 @@ Field types (2D, D4 = flipRot2dOnR2(4)): 'mixed' = 16 scalars + 16 vectors + 8 t
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 
 import torch
 from escnn import nn as enn
 
+from _timing import time_interleaved  # noqa: E402  (comparisons/ is on sys.path when run as a script)
 import escnn_tensor as et
 from escnn_tensor import nn as tnn
 
 
 def _time_interleaved(fns, reps):
-    """Median seconds per call of each fn, called round-robin ``reps`` times after two warm-ups each."""
-    for f in fns:
-        f()
-        f()
-    times = [[] for _ in fns]
-    for _ in range(reps):
-        for i, f in enumerate(fns):
-            t0 = time.perf_counter()
-            f()
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+    return time_interleaved(fns, reps, warmup=2)
 
 
 def _step(module, x, geometric=True):

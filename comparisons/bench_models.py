@@ -36,13 +36,13 @@ import json
 import os
 import statistics
 import subprocess
-import time
 import warnings
 from pathlib import Path
 
 import torch
 from escnn import nn as enn
 
+from _timing import time_interleaved  # noqa: E402  (comparisons/ is on sys.path when run as a script)
 import escnn_tensor as et
 from escnn_tensor.models import ResNet, UNet, count_parameters
 
@@ -51,17 +51,7 @@ GINJAX_PYTHON = ROOT / ".venv-ginjax" / "bin" / "python"
 
 
 def _time_interleaved(fns, reps):
-    """Median seconds per call of each fn, called round-robin ``reps`` times after two warm-ups each."""
-    for f in fns:
-        f()
-        f()
-    times = [[] for _ in fns]
-    for _ in range(reps):
-        for i, f in enumerate(fns):
-            t0 = time.perf_counter()
-            f()
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+    return time_interleaved(fns, reps, warmup=2)
 
 
 def make_step(model, x, y):

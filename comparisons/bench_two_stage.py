@@ -13,11 +13,10 @@ table (docs/speed.md). Nothing here is a test.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
+from _timing import time_interleaved  # noqa: E402  (comparisons/ is on sys.path when run as a script)
 import escnn_tensor as et
 from escnn.nn import GeometricTensor
 from escnn_tensor.nn import GeometricConv
@@ -40,15 +39,7 @@ CASES = [
 
 
 def _time_interleaved(fns, reps):
-    for f in fns:
-        f()
-    times = [[] for _ in fns]
-    for _ in range(reps):
-        for i, f in enumerate(fns):
-            t0 = time.perf_counter()
-            f()
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+    return time_interleaved(fns, reps, warmup=1)
 
 
 def bench(d, fields, N, B, K, reps):
