@@ -322,6 +322,7 @@ BAD_INPUTS = [
     row("ResNet width=1.5", lambda: ResNet(T2, VEC2, width=1.5), TypeError, r"width must be an integer >= 1, got 1\.5 of type float"),
     row("ResNet width string", lambda: ResNet(T2, VEC2, "steerable", width="4"), TypeError, r"width must be an integer >= 1, got '4' of type str"),
     row("ResNet width too large", lambda: ResNet(T2, VEC2, width=1000), ValueError, r"ResNet \(geometric\) with hidden size \(1000, 1000, 1000\) would hold convolution kernels of about 3\.3 GiB.*smaller width / params"),
+    row("ResNet width a million (refused before any field type is built)", lambda: ResNet(T2, VEC2, width=10**6), ValueError, r"ResNet \(geometric\) with hidden size \(1000000, 1000000, 1000000\) would hold convolution kernels of about .*GiB \(7000000 channels"),
     row("ResNet steerable width too large", lambda: ResNet(T2, VEC2, "steerable", width=1000), ValueError, r"ResNet \(steerable\) with hidden size 8000 would hold convolution kernels of about .*GiB"),
     row("ResNet params=0", lambda: ResNet(T2, VEC2, params=0), ValueError, r"params must be an integer >= 1, got 0"),
     row("ResNet params unreachable (too few)", lambda: ResNet(T2, VEC2, params=5), ValueError, r"params=5: no geometric ResNet with these options has a parameter count within 10%"),

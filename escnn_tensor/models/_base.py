@@ -258,8 +258,7 @@ class TensorFieldModel(EquivariantModule):
         (the UNet's skip) to one holds a dense ``2C x C x K^d`` kernel (float32), also while it is expanded from
         the equivariant weights in every training step.
         """
-        spec = fam.hidden(self._max_scale())
-        c = spec.size if isinstance(spec, FieldType) else int(spec)
+        c = fam.channels(self._max_scale())
         nbytes = 2 * c * c * self.options["kernel_size"] ** self.d * 4
         if nbytes > MAX_KERNEL_BYTES:
             raise ValueError(

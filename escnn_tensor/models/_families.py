@@ -202,6 +202,11 @@ class Family:
         """The hidden spec of a level ``scale`` times as wide as the narrowest (``scale_ref`` is the widest)."""
         raise NotImplementedError
 
+    def channels(self, scale: int = 1) -> int:
+        """Channels of :meth:`hidden` at ``scale``, counted without building it (memory checks come first)."""
+        spec = self.hidden(scale)
+        return spec.size if isinstance(spec, FieldType) else int(spec)
+
     def describe(self) -> str:
         """A short human-readable description of the hidden spec (narrowest level, and widest if different)."""
         text = self._describe(1)
@@ -329,6 +334,10 @@ class GeometricFamily(Family):
     def hidden(self, scale: int = 1) -> FieldType:
         return tensor_type(self.gspace, self.counts(scale))
 
+    def channels(self, scale: int = 1) -> int:
+        d = self.gspace.dimensionality
+        return sum(m * d**k for (k, _), m in self.counts(scale).items())
+
     def _describe(self, scale):
         return ", ".join(f"{m} x (k={k},p={p:+d})" for (k, p), m in self.counts(scale).items())
 
@@ -430,6 +439,10 @@ class SteerableFamily(Family):
     def hidden(self, scale: int = 1) -> FieldType:
         r, t = self.fields(scale)
         return FieldType(self.gspace, [self._regular] * r + [self._trivial] * t)
+
+    def channels(self, scale: int = 1) -> int:
+        r, t = self.fields(scale)
+        return r * self._order() + t
 
     def _describe(self, scale):
         r, t = self.fields(scale)
