@@ -22,3 +22,18 @@ def time_interleaved(fns: Sequence[Callable[[], object]], reps: int, warmup: int
             f()
             times[i].append(time.perf_counter() - t0)
     return [statistics.median(t) for t in times]
+
+
+def eval_step(layer, x):
+    """One forward without gradients (eval-mode timing)."""
+    import torch
+
+    with torch.no_grad():
+        return layer(x)
+
+
+def train_step(layer, x) -> None:
+    """One forward and a backward of the output's sum; ``layer`` may return a tensor or an escnn GeometricTensor."""
+    out = layer(x)
+    t = getattr(out, "tensor", out)
+    t.sum().backward()

@@ -21,7 +21,7 @@ import warnings
 import torch
 from escnn import nn
 
-from _timing import time_interleaved  # noqa: E402  (comparisons/ is on sys.path when run as a script)
+from _timing import eval_step, time_interleaved, train_step  # noqa: E402  (comparisons/ is on sys.path when run as a script)
 import escnn_tensor as et
 from escnn_tensor import filters as _filters
 from escnn_tensor.nn import GeometricConv
@@ -50,31 +50,16 @@ def _layers(d, fields, K):
     return ft, ours, dense, theirs
 
 
-def _eval_step(layer, x):
-    with torch.no_grad():
-        return layer(x)
-
-
-def _train_step(layer, x):
-    out = layer(x)
-    t = out.tensor if isinstance(out, nn.GeometricTensor) else out
-    t.sum().backward()
-
-
-def _time_interleaved(fns, reps):
-    return time_interleaved(fns, reps, warmup=1)
-
-
 def bench_case(label, d, fields, N, B, K, reps):
     ft, ours, dense, theirs = _layers(d, fields, K)
     x = torch.randn(B, ft.size, *(N,) * d)
     gx = nn.GeometricTensor(x, ft)
     for m in (ours, dense, theirs):
         m.eval()
-    ev = _time_interleaved([lambda: _eval_step(ours, gx), lambda: _eval_step(dense, x), lambda: _eval_step(theirs, gx)], reps)
+    ev = time_interleaved([lambda: eval_step(ours, gx), lambda: eval_step(dense, x), lambda: eval_step(theirs, gx)], reps, warmup=1)
     for m in (ours, dense, theirs):
         m.train()
-    tr = _time_interleaved([lambda: _train_step(ours, gx), lambda: _train_step(dense, x), lambda: _train_step(theirs, gx)], reps)
+    tr = time_interleaved([lambda: train_step(ours, gx), lambda: train_step(dense, x), lambda: train_step(theirs, gx)], reps, warmup=1)
     return ev, tr
 
 

@@ -15,7 +15,7 @@ import argparse
 import torch
 from escnn import nn
 
-from _timing import time_interleaved  # noqa: E402  (comparisons/ is on sys.path when run as a script)
+from _timing import eval_step, time_interleaved, train_step  # noqa: E402  (comparisons/ is on sys.path when run as a script)
 import escnn_tensor as et
 from escnn_tensor.nn._conv_transposed import GeometricConvTransposed
 
@@ -29,21 +29,6 @@ CASES = [
 ]
 
 
-def _time_interleaved(fns, reps):
-    return time_interleaved(fns, reps, warmup=1)
-
-
-def _eval_step(layer, x):
-    with torch.no_grad():
-        return layer(x)
-
-
-def _train_step(layer, x):
-    out = layer(x)
-    t = out.tensor if isinstance(out, nn.GeometricTensor) else out
-    t.sum().backward()
-
-
 def bench_case(d, fields, N, B, K, S, P, reps):
     ft = et.tensor_type(et.hyperoctahedral_gspace(d), fields)
     ours = GeometricConvTransposed(ft, ft, K, stride=S, padding=P)
@@ -51,9 +36,9 @@ def bench_case(d, fields, N, B, K, S, P, reps):
     x = torch.randn(B, ft.size, *(N,) * d)
     gx = nn.GeometricTensor(x, ft)
     ours.eval(), dense.eval()
-    ev = _time_interleaved([lambda: _eval_step(ours, gx), lambda: _eval_step(dense, x)], reps)
+    ev = time_interleaved([lambda: eval_step(ours, gx), lambda: eval_step(dense, x)], reps, warmup=1)
     ours.train(), dense.train()
-    tr = _time_interleaved([lambda: _train_step(ours, gx), lambda: _train_step(dense, x)], reps)
+    tr = time_interleaved([lambda: train_step(ours, gx), lambda: train_step(dense, x)], reps, warmup=1)
     return ev, tr
 
 

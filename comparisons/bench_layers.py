@@ -25,10 +25,6 @@ import escnn_tensor as et
 from escnn_tensor import nn as tnn
 
 
-def _time_interleaved(fns, reps):
-    return time_interleaved(fns, reps, warmup=2)
-
-
 def _step(module, x, geometric=True):
     """One forward + backward of ``module`` on a fresh leaf copy of ``x`` (a GeometricTensor or a tensor)."""
     t = (x.tensor if geometric else x).detach().requires_grad_(True)
@@ -111,7 +107,7 @@ def run(reps, size, batch):
         for m in (ours, plain, theirs):
             if m is not None:
                 m.train()
-        t = _time_interleaved(fns, reps)
+        t = time_interleaved(fns, reps, warmup=2)
         t_ours, t_plain = t[0], t[1]
         t_theirs = t[2] if len(t) > 2 else float("nan")
         ms = lambda v: f"{1e3 * v:7.2f}" if v == v else f"{'-':>7s}"

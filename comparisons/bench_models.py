@@ -50,10 +50,6 @@ ROOT = Path(__file__).resolve().parents[1]
 GINJAX_PYTHON = ROOT / ".venv-ginjax" / "bin" / "python"
 
 
-def _time_interleaved(fns, reps):
-    return time_interleaved(fns, reps, warmup=2)
-
-
 def make_step(model, x, y):
     """A closure doing one training step (forward, MSE, backward, Adam step) of ``model`` on ``(x, y)``."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -139,7 +135,7 @@ def breakdown(model, step, x, reps):
 
         fns.append(f)
         labels.append((key, count))
-    times = _time_interleaved([step] + fns, reps)
+    times = time_interleaved([step] + fns, reps, warmup=2)
     return labels, times[1:], times[0]
 
 
@@ -158,7 +154,7 @@ def run(args):
         x = torch.randn(args.batch, in_type.size, args.size, args.size)
         y = torch.randn(args.batch, out_type.size, args.size, args.size)
         steps = [make_step(m.train(), x, y) for _, m in rows]
-        t = _time_interleaved(steps, args.reps)
+        t = time_interleaved(steps, args.reps, warmup=2)
         plain_bn, plain_nn = t[3], t[4]
         print(f"{name:6s} {'row':38s} | {'params':>8s} {'ms/step':>9s} | {'/plain':>7s}")
         for (label, m), ti in zip(rows, t):
@@ -175,7 +171,7 @@ def run(args):
             if g is not None and not args.ginjax_result:
                 # the machine load drifts over the ~15 min of the ginjax run: time the geometric rows again right
                 # after it and compare ginjax with the mean of the timings before and after
-                after = _time_interleaved(steps[:2] + steps[3:5], args.reps)
+                after = time_interleaved(steps[:2] + steps[3:5], args.reps, warmup=2)
                 print(f"{'':6s} (geometric rows re-timed after ginjax: {1e3 * after[0]:.1f}, {1e3 * after[1]:.1f} ms; "
                       f"plain {1e3 * after[2]:.1f}, {1e3 * after[3]:.1f} ms)")
                 t = list(t)

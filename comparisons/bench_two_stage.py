@@ -38,10 +38,6 @@ CASES = [
 ]
 
 
-def _time_interleaved(fns, reps):
-    return time_interleaved(fns, reps, warmup=1)
-
-
 def bench(d, fields, N, B, K, reps):
     ft = et.tensor_type(et.hyperoctahedral_gspace(d), fields)
     dense = GeometricConv(ft, ft, K, padding=K // 2, method="dense")
@@ -68,10 +64,10 @@ def bench(d, fields, N, B, K, reps):
 
     for m in (dense, two, torch_conv):
         m.eval()
-    e = _time_interleaved([ev(torch_conv, x), ev(dense, gx), ev(two, gx)], reps)
+    e = time_interleaved([ev(torch_conv, x), ev(dense, gx), ev(two, gx)], reps, warmup=1)
     for m in (dense, two, torch_conv):
         m.train()
-    t = _time_interleaved([tr(torch_conv, xg), tr(dense, gxg), tr(two, gxg)], reps)
+    t = time_interleaved([tr(torch_conv, xg), tr(dense, gxg), tr(two, gxg)], reps, warmup=1)
     return two.two_stage_fraction, auto, e, t
 
 

@@ -196,19 +196,16 @@ class GeometricConv(KernelExpansionModule):
         x = self._check_input(input)
         if self.stride > 1:
             self._check_stride(x.shape[2:])
+        padding = self.padding
+        if self.padding_mode != "zeros" and padding:
+            x = F.pad(x, (padding,) * (2 * self.d), mode=self.padding_mode)
+            padding = 0
         if self.method == "two_stage":
-            if self.padding_mode == "zeros" or self.padding == 0:
-                y = self._two_stage_forward(x, self.padding)
-            else:
-                y = self._two_stage_forward(F.pad(x, (self.padding,) * (2 * self.d), mode=self.padding_mode), 0)
-            return GeometricTensor(y, self.out_type, coords=None)
-        kernel, bias = self._kernel_and_bias()
-        conv = F.conv2d if self.d == 2 else F.conv3d
-        if self.padding_mode == "zeros" or self.padding == 0:
-            y = conv(x, kernel, bias, self.stride, self.padding, self.dilation)
+            y = self._two_stage_forward(x, padding)
         else:
-            x = F.pad(x, (self.padding,) * (2 * self.d), mode=self.padding_mode)
-            y = conv(x, kernel, bias, self.stride, 0, self.dilation)
+            kernel, bias = self._kernel_and_bias()
+            conv = F.conv2d if self.d == 2 else F.conv3d
+            y = conv(x, kernel, bias, self.stride, padding, self.dilation)
         return GeometricTensor(y, self.out_type, coords=None)
 
     def evaluate_output_shape(self, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -239,25 +236,8 @@ class GeometricConv(KernelExpansionModule):
         The weights are copied from the current parameters (same dtype and device); this layer's mode is unchanged.
         """
         conv_cls = torch.nn.Conv2d if self.d == 2 else torch.nn.Conv3d
-        with torch.no_grad():
-            kernel, bias = self.expand_parameters()
-        conv = conv_cls(
-            self.in_type.size,
-            self.out_type.size,
-            self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            bias=bias is not None,
-            padding_mode=self.padding_mode,
-            device=kernel.device,
-            dtype=kernel.dtype,
-        )
-        with torch.no_grad():
-            conv.weight.copy_(kernel)
-            if bias is not None:
-                conv.bias.copy_(bias)
-        return conv
+        return self._export_as(conv_cls, stride=self.stride, padding=self.padding, dilation=self.dilation,
+                               padding_mode=self.padding_mode)
 
     def extra_repr(self) -> str:
         s = f"{self.in_type}, {self.out_type}, kernel_size={self.kernel_size}, stride={self.stride}"

@@ -203,25 +203,8 @@ class GeometricConvTransposed(KernelExpansionModule):
         """A ``torch.nn.ConvTranspose2d`` / ``ConvTranspose3d`` with the same output (stride, padding,
         output_padding, dilation, bias); weights copied from the current parameters (same dtype and device)."""
         conv_cls = torch.nn.ConvTranspose2d if self.d == 2 else torch.nn.ConvTranspose3d
-        with torch.no_grad():
-            kernel, bias = self.expand_parameters()
-        conv = conv_cls(
-            self.in_type.size,
-            self.out_type.size,
-            self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            output_padding=self.output_padding,
-            dilation=self.dilation,
-            bias=bias is not None,
-            device=kernel.device,
-            dtype=kernel.dtype,
-        )
-        with torch.no_grad():
-            conv.weight.copy_(kernel)
-            if bias is not None:
-                conv.bias.copy_(bias)
-        return conv
+        return self._export_as(conv_cls, stride=self.stride, padding=self.padding,
+                               output_padding=self.output_padding, dilation=self.dilation)
 
     def extra_repr(self) -> str:
         s = f"{self.in_type}, {self.out_type}, kernel_size={self.kernel_size}, stride={self.stride}"

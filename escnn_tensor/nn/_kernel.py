@@ -139,6 +139,16 @@ class ExpansionCache:
             self._inference = inference
         return self._value
 
+    def expand_or_reuse(self, module: torch.nn.Module, expand: Callable[[], object]):
+        """``expand()`` in train mode or when gradients to ``module.weights`` / ``module.bias`` are wanted (and the
+        cache is dropped); otherwise the cached expansion, rebuilt whenever their values change (:meth:`get`)."""
+        weights, bias = module.weights, module.bias
+        needs_graph = torch.is_grad_enabled() and (weights.requires_grad or (bias is not None and bias.requires_grad))
+        if module.training or needs_graph:
+            self.clear()
+            return expand()
+        return self.get((weights, bias), expand)
+
     def __deepcopy__(self, memo):
         return ExpansionCache()
 
@@ -365,16 +375,22 @@ class KernelExpansionModule(EquivariantModule):
         expanded from the current parameters."""
         return self._expand_kernel(), self._expand_bias()
 
+    def _export_as(self, conv_cls: type, **options) -> torch.nn.Module:
+        """A ``conv_cls(C_in, C_out, kernel_size, **options)`` torch layer holding the current expanded kernel and
+        bias (same dtype and device); this layer's mode is unchanged."""
+        with torch.no_grad():
+            kernel, bias = self.expand_parameters()
+            conv = conv_cls(self.in_type.size, self.out_type.size, self.kernel_size, bias=bias is not None,
+                            device=kernel.device, dtype=kernel.dtype, **options)
+            conv.weight.copy_(kernel)
+            if bias is not None:
+                conv.bias.copy_(bias)
+        return conv
+
     def _kernel_and_bias(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Train mode, or gradients to the weights wanted: expand. Eval mode otherwise: the cached expansion, rebuilt
         whenever the values of ``weights`` / ``bias`` differ from those it was built from (:class:`ExpansionCache`)."""
-        needs_graph = torch.is_grad_enabled() and (
-            self.weights.requires_grad or (self.bias is not None and self.bias.requires_grad)
-        )
-        if self.training or needs_graph:
-            self._cache.clear()
-            return self.expand_parameters()
-        return self._cache.get((self.weights, self.bias), self.expand_parameters)
+        return self._cache.expand_or_reuse(self, self.expand_parameters)
 
     def train(self, mode: bool = True):
         """Set the mode; the eval-mode kernel cache is dropped either way (it is rebuilt on the next eval forward)."""

@@ -313,13 +313,7 @@ class TensorProductNonLinearity(TensorFieldModule):
     def _expanded(self):
         """Train mode, or gradients to the parameters wanted: expand. Eval mode otherwise: the cached expansion,
         rebuilt whenever the values of ``weights`` / ``bias`` change (:class:`escnn_tensor.nn._kernel.ExpansionCache`)."""
-        needs_graph = torch.is_grad_enabled() and (
-            self.weights.requires_grad or (self.bias is not None and self.bias.requires_grad)
-        )
-        if self.training or needs_graph:
-            self._cache.clear()
-            return self.expand_parameters()
-        return self._cache.get((self.weights, self.bias), self.expand_parameters)
+        return self._cache.expand_or_reuse(self, self.expand_parameters)
 
     def train(self, mode: bool = True) -> "TensorProductNonLinearity":
         self._cache.clear()
