@@ -1,6 +1,6 @@
 """Two-stage GeometricConv (fixed invariant filters per input field + pointwise mixing) vs its dense path vs torch.
 
-Run:  .venv/bin/python comparisons/bench_two_stage.py [--threads 1] [--reps 7]
+Run:  .venv/bin/python comparisons/bench_two_stage.py [--threads 1] [--reps 7] [--only TEXT]
 
 For each layer (same in and out FieldType, padding K//2) it times, interleaved repetition by repetition, and prints
 medians and ratios to the dense torch Conv2d/Conv3d of the same shape:
@@ -35,6 +35,10 @@ CASES = [
     ("3D 16T 8^3 b1 K3", 3, [(2, 1, 16)], 8, 1, 3),
     ("2D 64v 64x64 b8 K3", 2, [(1, 1, 64)], 64, 8, 3),
     ("2D 128v 32x32 b4 K5", 2, [(1, 1, 128)], 32, 4, 5),
+    ("3D 48v 16^3 b2 K3", 3, [(1, 1, 48)], 16, 2, 3),
+    ("2D 64v 32x32 b8 K5", 2, [(1, 1, 64)], 32, 8, 5),
+    ("2D 32s+32v 64x64 b4 K5", 2, [(0, 1, 32), (1, 1, 32)], 64, 4, 5),
+    ("2D 16s+16v+8T 32x32 b8 K5", 2, [(0, 1, 16), (1, 1, 16), (2, 1, 8)], 32, 8, 5),
 ]
 
 
@@ -75,17 +79,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--only", default="", help="run only the cases whose label contains this text")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, reps={args.reps}; ms = median per call; "
           f"ratios to torch's dense conv of the same shape\n")
-    head = (f"{'case':24s} {'frac':>5s} {'auto':>9s} | {'eval Conv':>9s} {'dense/':>6s} {'2stage/':>7s} | "
+    head = (f"{'case':26s} {'frac':>5s} {'auto':>9s} | {'eval Conv':>9s} {'dense/':>6s} {'2stage/':>7s} | "
             f"{'train Conv':>10s} {'dense/':>6s} {'2stage/':>7s}")
     print(head)
     print("-" * len(head))
     for label, d, fields, N, B, K in CASES:
+        if args.only not in label:
+            continue
         frac, auto, e, t = bench(d, fields, N, B, K, args.reps)
-        print(f"{label:24s} {frac:5.2f} {auto:>9s} | {1e3 * e[0]:9.2f} {e[1] / e[0]:6.2f} {e[2] / e[0]:7.2f} | "
+        print(f"{label:26s} {frac:5.2f} {auto:>9s} | {1e3 * e[0]:9.2f} {e[1] / e[0]:6.2f} {e[2] / e[0]:7.2f} | "
               f"{1e3 * t[0]:10.2f} {t[1] / t[0]:6.2f} {t[2] / t[0]:7.2f}", flush=True)
 
 

@@ -108,7 +108,8 @@ class TensorBatchNorm(FieldMapsModule):
     def _batch_statistics(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(mean coefficients (n_coefficients,), var (F,), x - mean)`` of a batch ``x`` ``(B, C, N..)``.
 
-        Two passes (mean, then squares of the centred input), so no cancellation for large means.
+        Two passes (mean, then squares of the centred input), so no cancellation for large means. Written with
+        differentiable torch operations: :func:`_train_normalise` uses it as the reference and for second derivatives.
         """
         dims = (0,) + tuple(range(2, x.dim()))
         n = x.numel() // x.shape[1]
@@ -118,8 +119,21 @@ class TensorBatchNorm(FieldMapsModule):
             centred = x - self._invariant_vector(coeff).view((1, -1) + (1,) * self.d)
         else:  # no invariant component: nothing to centre
             coeff, centred = x.new_zeros(0), x
-        var = self._field_sum(centred.square().sum(dim=dims), dim=0) / (n * self._field_dim)
+        var = self._field_sum((centred * centred).sum(dim=dims), dim=0) / (n * self._field_dim)
         return coeff, var, centred
+
+    def _normalise_reference(
+        self, x: torch.Tensor, weight: Optional[torch.Tensor], shift: Optional[torch.Tensor]
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training-mode ``(y, mean coefficients, var)`` by autograd-traced operations (reference of
+        :class:`_TrainNormalise`, and its path for second derivatives)."""
+        coeff, var, centred = self._batch_statistics(x)
+        scale = torch.rsqrt(var + self.eps)
+        if weight is not None:
+            scale = scale * weight
+        a = self._to_channels(scale, dim=0).view((1, -1) + (1,) * self.d)
+        y = centred * a if shift is None else torch.addcmul(shift.view_as(a), centred, a)
+        return y, coeff, var
 
     def forward(self, input: GeometricTensor) -> GeometricTensor:
         """Normalise: ``GeometricTensor`` ``(B, C, N..)`` of ``in_type`` -> same shape and type."""
@@ -134,10 +148,11 @@ class TensorBatchNorm(FieldMapsModule):
                     f"TensorBatchNorm needs more than one value per field when training (batch * pixels > 1 for "
                     f"scalar fields), got input of shape {tuple(x.shape)}"
                 )
-            coeff, var, x = self._batch_statistics(x)
+            shift = self._invariant_vector(self.bias) if self.bias is not None else None
+            y, coeff, var = _TrainNormalise.apply(x, self.weight, shift, self)
             if self.training and self.track_running_stats:
                 self._update_running_stats(coeff, var, n)
-            b = None
+            return self._wrap(y)
         else:
             coeff, var = self.running_mean, self.running_var
             b = -self._invariant_vector(coeff)
@@ -145,13 +160,10 @@ class TensorBatchNorm(FieldMapsModule):
         if self.weight is not None:
             scale = scale * self.weight
         a = self._to_channels(scale, dim=0)
-        if b is not None:
-            b = b * a  # eval: (x - mean) a + bias = x a + (bias - mean a), one pass over x
+        b = b * a  # running statistics: (x - mean) a + bias = x a + (bias - mean a), one pass over x
         if self.bias is not None:
-            shift = self._invariant_vector(self.bias)
-            b = shift if b is None else b + shift
-        y = x * a.view(shape) if b is None else torch.addcmul(b.view(shape), x, a.view(shape))
-        return self._wrap(y)
+            b = b + self._invariant_vector(self.bias)
+        return self._wrap(torch.addcmul(b.view(shape), x, a.view(shape)))
 
     @torch.no_grad()
     def _update_running_stats(self, coeff: torch.Tensor, var: torch.Tensor, n: int) -> None:
@@ -170,3 +182,68 @@ class TensorBatchNorm(FieldMapsModule):
             f"{self.in_type}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
             f"track_running_stats={self.track_running_stats}"
         )
+
+
+class _TrainNormalise(torch.autograd.Function):
+    r"""Training-mode batch normalisation of :class:`TensorBatchNorm` with a closed-form backward.
+
+    ``(x (B, C, N..), weight (F,) or None, shift (C,) or None, module) -> (y, mean coefficients, var)``, the same
+    values as :meth:`TensorBatchNorm._normalise_reference` (tested to float64 rounding), in 5 passes over ``x``
+    forward and 7 backward where autograd's trace of the reference takes ~16. With ``c = x - mu``,
+    ``r_f = (var_f + eps)^{-1/2}``, ``a = w r`` on the channels of each field, ``y = a c + shift`` and ``g`` the
+    gradient of ``y``:
+
+    .. math::
+
+        \partial_{w_f} = r_f \sum_{c \in f} \langle g, c\rangle, \quad
+        \partial_{c} = a g - \frac{w_f r_f^3}{n D_f} \Big(\sum_{c \in f} \langle g, c\rangle\Big) c, \quad
+        \partial_x = \partial_c - \frac{1}{n} P \sum_{b, s} \partial_c ,
+
+    with ``P`` the projection onto the fields' invariant subspaces and ``<., .>`` sums over batch and pixels.
+    Second derivatives (``create_graph=True``) go through the reference, traced by autograd.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, shift, module):
+        dims = (0,) + tuple(range(2, x.dim()))
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        n = x.numel() // x.shape[1]
+        if module.n_coefficients:
+            coeff = module._invariant_coefficients(x.sum(dim=dims)) / n
+            centred = x - module._invariant_vector(coeff).view(view)
+        else:
+            coeff, centred = x.new_zeros(0), x
+        var = module._field_sum((centred * centred).sum(dim=dims), dim=0) / (n * module._field_dim)
+        r = torch.rsqrt(var + module.eps)
+        a = module._to_channels(r if weight is None else r * weight, dim=0).view(view)
+        y = centred * a if shift is None else torch.addcmul(shift.view(view), centred, a)
+        ctx.module, ctx.dims, ctx.n = module, dims, n
+        ctx.save_for_backward(x, weight, shift, centred, r, a)
+        ctx.mark_non_differentiable(coeff, var)
+        return y, coeff, var
+
+    @staticmethod
+    def backward(ctx, g, _g_coeff, _g_var):
+        x, weight, shift, centred, r, a = ctx.saved_tensors
+        module, dims, n = ctx.module, ctx.dims, ctx.n
+        if torch.is_grad_enabled():  # create_graph: differentiate the traced reference instead
+            inputs = [t for t in (x, weight, shift) if t is not None and t.requires_grad]
+            with torch.enable_grad():
+                y = module._normalise_reference(x, weight, shift)[0]
+            grads = iter(torch.autograd.grad(y, inputs, g, create_graph=True, allow_unused=True))
+            return tuple(next(grads) if t is not None and t.requires_grad else None for t in (x, weight, shift)) + (
+                None,
+            )
+        view = a.shape
+        gc = module._field_sum((g * centred).sum(dim=dims), dim=0)  # (F,): sum over the field of <g, c>
+        grad_w = gc * r if weight is not None and ctx.needs_input_grad[1] else None
+        grad_shift = g.sum(dim=dims) if shift is not None and ctx.needs_input_grad[2] else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            w = 1.0 if weight is None else weight
+            k = module._to_channels(-(w * r**3) * gc / (n * module._field_dim), dim=0).view(view)
+            grad_x = torch.addcmul(g * a, centred, k)
+            if module.n_coefficients:
+                back = module._invariant_vector(module._invariant_coefficients(grad_x.sum(dim=dims))) / n
+                grad_x = grad_x - back.view(view)
+        return grad_x, grad_w, grad_shift, None

@@ -76,7 +76,7 @@ class GeometricConv(KernelExpansionModule):
             ``conv2d``/``conv3d``), ``'two_stage'`` (the fixed invariant filters applied once per input field, then a
             pointwise mixing by the weights: :mod:`escnn_tensor.nn._two_stage`) or ``'auto'`` (two-stage for 3D
             layers whose two-stage multiply-adds are at most ``TWO_STAGE_MAX_FRACTION`` of the dense ones, e.g.
-            128 vector fields at ``K=3`` (0.2); docs/speed.md). The resolved choice is the attribute ``method``; the
+            64 or more vector fields at ``K=3`` (0.25); docs/speed.md). The resolved choice is the attribute ``method``; the
             outputs agree to round-off.
 
     Shapes: ``GeometricTensor`` ``(B, in_type.size, N_1, .., N_d)`` in,

@@ -8,7 +8,7 @@ import torch
 from escnn.nn import FieldType, GeometricTensor
 from torch.nn import Parameter
 
-from ._field_ops import TensorFieldModule, TypeGroups, field_norms, resolve_activation
+from ._field_ops import TensorFieldModule, TypeGroups, field_norms, mix_fields, resolve_activation
 
 __all__ = ["GatedNonLinearity"]
 
@@ -99,7 +99,7 @@ class GatedNonLinearity(TensorFieldModule):
             else:
                 inv.append(field_norms(blk) * self._scales[t])
         inv = torch.cat(inv, 1) if len(inv) > 1 else inv[0]  # (B, F, L)
-        pre = torch.matmul(self.gate_weight, inv)  # (B, G, L)
+        pre = mix_fields(self.gate_weight, inv)  # (B, G, L)
         if self.gate_bias is not None:
             pre = pre + self.gate_bias[:, None]
         gates = torch.sigmoid(pre)

@@ -24,9 +24,10 @@ i.e. a fraction ``n / m_out + n / (D_in K^d)`` of the dense cost (summed over ty
 two-stage path (:func:`prefer_two_stage`, measured in docs/speed.md) asks for 3D and a fraction at most
 :data:`TWO_STAGE_MAX_FRACTION`: torch's CPU convolution is much less efficient per multiply-add on the few input
 channels of stage 1 than on a dense layer, so the fraction must be small to win (in 2D it did not win at any size
-measured). The batch matters too (torch's Conv3d gains more from a larger batch than the two-stage path does:
-64 vector fields at 16^3 won at batch 1 and lost at batch 2), which a per-layer rule cannot see; 0.2 is the fraction
-below which the two-stage path won at every batch measured (docs/speed.md).
+measured with a K=3 kernel). The batch and the fields matter too (torch's Conv3d gains more from a larger batch
+than the two-stage path does), which a per-layer rule cannot see; 0.25 separates the 3D layers measured (after the
+mixing became one ``bmm`` per type pair): 64 vector fields at 16^3 (fraction 0.22) won at batches 1 and 2, 48
+vector fields at batch 2 (0.27) lost by 8%, 32 scalars + 32 vectors at batch 1 (0.28) won by 7% (docs/speed.md).
 """
 from __future__ import annotations
 
@@ -36,9 +37,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._field_ops import mix_fields
+
 __all__ = ["TWO_STAGE_MAX_FRACTION", "two_stage_fraction", "prefer_two_stage", "build_two_stage", "two_stage_conv"]
 
-TWO_STAGE_MAX_FRACTION: float = 0.2
+TWO_STAGE_MAX_FRACTION: float = 0.25
 """``method='auto'`` uses the two-stage path for 3D layers whose two-stage multiply-adds are at most this fraction of
 the dense convolution's (see docs/speed.md for the measurements behind it)."""
 
@@ -143,7 +146,7 @@ def two_stage_conv(
             starts[ti] = c0 + n * Do
             z = z_of[ti][:, :, c0 : c0 + n * Do].reshape(B, m_in * n, Do * P)
             w = weights[off : off + m_out * m_in * n].view(m_out, m_in * n)
-            term = torch.matmul(w, z)  # (B, m_out, Do P)
+            term = mix_fields(w, z)  # (B, m_out, Do P)
             y = term if y is None else y + term
         if y is None:
             y = x.new_zeros(B, m_out, Do * P)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from escnn.nn import FieldType, GeometricTensor
 from torch.nn import Parameter
 
-from ._field_ops import TensorFieldModule, TypeGroups, field_sq_norms
+from ._field_ops import TensorFieldModule, TypeGroups, field_sq_norms, mix_fields
 
 __all__ = ["VectorNeuronNonLinearity"]
 
@@ -118,10 +118,10 @@ class VectorNeuronNonLinearity(TensorFieldModule):
         for t, w in zip(self._mixed, ws):
             blk = blocks[t]  # (B, m, D, L)
             B, m, D, L = blk.shape
-            q = torch.matmul(w.view(m, m), blk.reshape(B, m, D * L)).view(B, m, D, L)
+            q = mix_fields(w.view(m, m), blk.reshape(B, m, D * L)).view(B, m, D, L)
             ip = (blk * q).sum(2)  # (B, m, L)
             coef = ip.clamp_max(0) * ((1.0 - self.negative_slope) / (field_sq_norms(q) + self.eps))
-            out.append(blk - coef.unsqueeze(2) * q)
+            out.append(torch.addcmul(blk, coef.unsqueeze(2), q, value=-1.0))
         return self._wrap(self.groups.merge(out, x.shape[2:]))
 
     def extra_repr(self) -> str:

@@ -729,7 +729,9 @@ def test_auto_method_follows_the_measured_rule():
     assert layer.two_stage_fraction == pytest.approx(n / 128 + n / 81)
     assert layer.two_stage_fraction <= TWO_STAGE_MAX_FRACTION and layer.method == "two_stage"
     mid = et.tensor_type(GS[3], [(1, 1, 64)])
-    assert GeometricConv(mid, mid, 3, initialize=False).method == "dense"  # fraction 0.22: lost at batch 2
+    assert GeometricConv(mid, mid, 3, initialize=False).method == "two_stage"  # fraction 0.22: won at batch 1 and 2
+    fewer = et.tensor_type(GS[3], [(1, 1, 48)])
+    assert GeometricConv(fewer, fewer, 3, initialize=False).method == "dense"  # fraction 0.27: lost at batch 2
     few = et.tensor_type(GS[3], [(0, 1, 8), (1, 1, 8)])
     assert GeometricConv(few, few, 3).method == "dense"  # fraction 0.83
     flat = et.tensor_type(GS[2], [(1, 1, 64)])

@@ -388,6 +388,38 @@ def test_gradients_reach_every_parameter_and_gradcheck(cls):
     assert torch.autograd.gradcheck(lambda t: layer(type(x)(t, small)).tensor, (inp,))
 
 
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_closed_form_backward_equals_autograd(d, affine):
+    """The training-mode closed-form backward gives autograd's gradients of the traced reference (input, weight,
+    bias) to float64 rounding, for a mixed field type and a random upstream gradient."""
+    ft = field_type(d)
+    layer = TensorBatchNorm(ft, affine=affine).double().train()
+    if affine:
+        randomize(layer, seed=3)
+    x = data(ft, 14).tensor.requires_grad_(True)
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(15), dtype=torch.float64)
+    params = [p for p in (layer.weight, layer.bias) if p is not None]
+    y = layer(enn.GeometricTensor(x, ft)).tensor
+    grads = torch.autograd.grad(y, [x] + params, g)
+    shift = layer._invariant_vector(layer.bias) if layer.bias is not None else None
+    y_ref = layer._normalise_reference(x, layer.weight, shift)[0]
+    grads_ref = torch.autograd.grad(y_ref, [x] + params, g)
+    assert torch.allclose(y, y_ref, rtol=0, atol=1e-12)
+    for a, b in zip(grads, grads_ref):
+        assert a.abs().max() > 1e-3  # nonzero gradients
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_batch_norm_second_derivatives():
+    """create_graph=True differentiates through the traced reference: second derivatives against finite
+    differences."""
+    small = et.tensor_type(GS[2], [(1, 1, 1), (0, 1, 1), (2, 1, 1)])
+    layer = randomize(TensorBatchNorm(small)).double()
+    inp = data(small, 16, batch=2, spatial=3).tensor.requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda t: layer(enn.GeometricTensor(t, small)).tensor, (inp,))
+
+
 def test_no_bias_without_invariant_subspace():
     ft = et.tensor_type(GS[2], [(1, 1, 2), (0, -1, 1)])  # vectors and a pseudoscalar: no invariant vector
     for layer in (TensorBatchNorm(ft), TensorLayerNorm(ft)):
