@@ -85,3 +85,15 @@ def symmetric_square_count(gs, k, parity, k_out, parity_out):
     n = total / len(mats)
     assert abs(n - round(n)) < 1e-9
     return int(round(n))
+
+
+def randomize(module, seed=0):
+    """Every parameter of ``module`` Gaussian (float64 draws in parameter order, cast to the parameter's dtype), so
+    that biases and shifts that start at zero take part in the checks too. Returns ``module``."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    return module

@@ -16,6 +16,7 @@ from escnn_tensor.groups import action_key, check_dimension, check_gspace, check
 from escnn_tensor.image import GeometricImage, MultiImage, from_geometric_tensor, to_geometric_tensor
 from escnn_tensor import data as etdata
 from escnn_tensor.models import DilResNet, ResNet, UNet
+from escnn_tensor.models._quadratic import GatedQuadratic
 from escnn_tensor.nn import (
     AvgPool,
     GatedNonLinearity,
@@ -245,6 +246,11 @@ BAD_INPUTS = [
     row("GatedNonLinearity bias=1", lambda: GatedNonLinearity(T2, bias=1), TypeError, r"bias must be True or False, got 1"),
     row("GatedNonLinearity float64 input", lambda: GatedNonLinearity(T2)(gt2(N=4)), TypeError, r"GatedNonLinearity: input dtype torch\.float64 differs from the layer's dtype torch\.float32"),
     row("GatedNonLinearity input on another gspace", lambda: GatedNonLinearity(T2)(f32(T3)), ValueError, r"GatedNonLinearity: input has FieldType \[FullOctahedral.*but the in_type is \[D4"),
+    # ---- GatedQuadratic (the geometric family's nonlinearity='gated_quadratic') ---------------------------------
+    row("GatedQuadratic regular field", lambda: GatedQuadratic(REG2), ValueError, r"in_type: FieldType holds fields that are not tensor fields"),
+    row("GatedQuadratic rank=0", lambda: GatedQuadratic(T2, rank=0), ValueError, r"rank must be an int >= 1, got 0"),
+    row("GatedQuadratic rank=1.5", lambda: GatedQuadratic(T2, rank=1.5), TypeError, r"rank must be an int >= 1, got 1\.5 of type float"),
+    row("GatedQuadratic activation='nope'", lambda: GatedQuadratic(T2, activation="nope"), ValueError, r"activation must be one of \[.*'elu'.*\], got 'nope'"),
     # ---- VectorNeuronNonLinearity -----------------------------------------------------------------------------
     row("VectorNeuronNonLinearity regular field", lambda: VectorNeuronNonLinearity(REG2), ValueError, r"in_type: FieldType holds fields that are not tensor fields"),
     row("VectorNeuronNonLinearity negative_slope=1", lambda: VectorNeuronNonLinearity(T2, negative_slope=1.0), ValueError, r"negative_slope must be in \[0, 1\), got 1\.0"),
@@ -336,7 +342,7 @@ BAD_INPUTS = [
     row("ResNet steerable with layer norm", lambda: ResNet(T2, VEC2, "steerable", norm="layer"), ValueError, r"norm='layer' is not available for the steerable family"),
     row("ResNet norm='group'", lambda: ResNet(T2, VEC2, norm="group"), ValueError, r"norm must be one of \('batch', 'layer', None\), got 'group'"),
     row("ResNet activation='tanh'", lambda: ResNet(T2, VEC2, activation="tanh"), ValueError, r"activation must be one of \('elu', 'relu'\), got 'tanh'"),
-    row("ResNet nonlinearity='norm'", lambda: ResNet(T2, VEC2, nonlinearity="norm"), ValueError, r"nonlinearity must be one of \('gated', 'vector_neuron'\), got 'norm'"),
+    row("ResNet nonlinearity='norm'", lambda: ResNet(T2, VEC2, nonlinearity="norm"), ValueError, r"nonlinearity must be one of \('gated', 'vector_neuron', 'gated_quadratic'\), got 'norm'"),
     row("ResNet padding_mode='wrap'", lambda: ResNet(T2, VEC2, padding_mode="wrap"), ValueError, r"padding_mode must be one of .*got 'wrap'"),
     row("ResNet forward on a tensor", lambda: ResNet(T2, VEC2, width=1, num_blocks=1)(torch.zeros(1, 3, 4, 4)), TypeError, r"ResNet: input must be an escnn GeometricTensor.*got Tensor"),
     row("ResNet steerable float64 input", lambda: ResNet(T2, VEC2, "steerable", width=1, num_blocks=1)(gt2(N=4)), TypeError, r"ResNet: input dtype torch\.float64 differs from the layer's dtype torch\.float32"),

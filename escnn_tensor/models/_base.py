@@ -82,7 +82,8 @@ class TensorFieldModel(EquivariantModule):
             architecture ``kernel_size`` (odd, default 3), ``activation`` (``'elu'`` / ``'relu'``), ``norm``
             (``'batch'``, ``'layer'`` (not steerable) or ``None``), ``padding_mode`` (``'circular'``, the default,
             for periodic data; ``'zeros'``, ``'reflect'``, ``'replicate'``) and ``nonlinearity`` (geometric
-            family: ``'gated'``, the default, or ``'vector_neuron'``).
+            family: ``'gated'``, the default, ``'vector_neuron'``, or ``'gated_quadratic'``: the gate plus a bounded
+            low-rank quadratic term, :class:`~escnn_tensor.models.GatedQuadratic`).
 
     Input: ``GeometricTensor`` of ``in_type``, ``(B, in_type.size, N..)``; output of ``out_type``,
     ``(B, out_type.size, N..)`` (same spatial size). Attributes: ``family``, ``hidden`` (a description of the

@@ -7,7 +7,9 @@ hidden feature map is made of) and of layer factories; a family supplies both:
     Hidden spec: an escnn ``FieldType`` of tensor fields; the types follow :func:`hidden_tensor_types`.
     Layers: :class:`~escnn_tensor.nn.GeometricConv`; the nonlinearity ``GatedNonLinearity`` (default
     ``nonlinearity='gated'``: true scalars through the activation, every other field times a sigmoid gate
-    computed from the invariants) or ``VectorNeuronNonLinearity`` (``'vector_neuron'``, ginjax's choice); the
+    computed from the invariants), ``VectorNeuronNonLinearity`` (``'vector_neuron'``, ginjax's choice) or
+    :class:`~escnn_tensor.models._quadratic.GatedQuadratic` (``'gated_quadratic'``: the gate plus a bounded
+    low-rank quadratic term, for targets with products such as advection); the
     gated one trained to lower validation errors on all three quick tasks at every learning rate tried (1e-3 to
     3e-2; e.g. gravity 0.0038 vs 0.0064, tidal 0.0065 vs 0.021 at 1e-2). TensorBatchNorm / TensorLayerNorm,
     NormMaxPool, GeometricConvTransposed (kernel 2, stride 2). Exactly equivariant.
@@ -53,6 +55,7 @@ from ..nn._conv_transposed import GeometricConvTransposed
 from ..nn._gated import GatedNonLinearity
 from ..nn._layer_norm import TensorLayerNorm
 from ..nn._pooling import NormMaxPool
+from ._quadratic import GatedQuadratic
 from ..nn._vector_neuron import VectorNeuronNonLinearity
 from ..nn._fields import check_types
 from ..representations import canonical_order, tensor_type
@@ -76,7 +79,7 @@ FAMILIES = ("geometric", "steerable", "plain")
 #: pointwise nonlinearities offer exactly these two of the usual smooth/rectifying ones
 ACTIVATIONS = ("elu", "relu")
 NORMS = ("batch", "layer", None)
-NONLINEARITIES = ("gated", "vector_neuron")
+NONLINEARITIES = ("gated", "vector_neuron", "gated_quadratic")
 
 Spec = Union[FieldType, int]
 
@@ -357,6 +360,8 @@ class GeometricFamily(Family):
     def _act(self, a):
         if self.nonlinearity == "gated":
             return OnTensors(GatedNonLinearity(a, function=self.activation))
+        if self.nonlinearity == "gated_quadratic":
+            return OnTensors(GatedQuadratic(a, activation=self.activation))
         return OnTensors(VectorNeuronNonLinearity(a))
 
     def _norm(self, a):

@@ -114,6 +114,8 @@ def test_3d_models_build_and_run(family):
     [
         ("resnet", {}),  # default norm: batch
         ("resnet", {"norm": "layer", "nonlinearity": "vector_neuron"}),
+        ("resnet", {"nonlinearity": "gated_quadratic"}),
+        ("unet", {"norm": "layer", "nonlinearity": "gated_quadratic"}),
         ("unet", {"norm": "batch"}),
         ("dilresnet", {}),
         ("dilresnet", {"padding_mode": "zeros", "norm": "layer"}),
@@ -127,9 +129,10 @@ def test_geometric_family_exactly_equivariant_2d(arch, options):
     assert len(errors) == 8
 
 
-def test_geometric_family_exactly_equivariant_3d():
+@pytest.mark.parametrize("nonlinearity", ["gated", "gated_quadratic"])
+def test_geometric_family_exactly_equivariant_3d(nonlinearity):
     i, o = types(3, [(1, 1, 1)], [(1, -1, 1)])
-    model = randomize(build("resnet", "geometric", i, o).double())
+    model = randomize(build("resnet", "geometric", i, o, nonlinearity=nonlinearity).double())
     errors = check(model, sample(i, spatial=4), 1e-10)
     assert len(errors) == 48
 

@@ -29,7 +29,7 @@ from escnn_tensor.nn._pointwise import PointwiseNonLinearity
 from escnn_tensor.nn._tensor_product import TensorProductNonLinearity
 from escnn_tensor.nn._vector_neuron import VectorNeuronNonLinearity
 from escnn_tensor.testing import assert_equivariant, random_input
-from tests.reference import SUBGROUP_GSPACES_2D, SUBGROUP_GSPACES_3D, invariant_count, symmetric_square_count
+from tests.reference import SUBGROUP_GSPACES_2D, SUBGROUP_GSPACES_3D, invariant_count, randomize, symmetric_square_count
 
 GS = {2: et.hyperoctahedral_gspace(2), 3: et.hyperoctahedral_gspace(3)}
 # interleaved, not sorted: vectors, pseudoscalars, 2-tensor, scalars, pseudovectors, pseudo-2-tensors, a scalar again
@@ -44,15 +44,6 @@ SPEC3_SMALL = [(1, 1, 2), (0, -1, 1), (2, 1, 1), (0, 1, 1), (1, -1, 1)]
 
 def fields(spec):
     return [(k, p) for k, p, m in spec for _ in range(m)]
-
-
-def randomize(layer, seed=0):
-    """All parameters Gaussian (biases start at 0, so give them values to be tested too)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for prm in layer.parameters():
-            prm.copy_(torch.randn(prm.shape, generator=g, dtype=torch.float64))
-    return layer
 
 
 LAYERS = {

@@ -14,7 +14,7 @@ import escnn_tensor as et
 from escnn_tensor.nn._batch_norm import TensorBatchNorm
 from escnn_tensor.nn._layer_norm import TensorLayerNorm
 from escnn_tensor.testing import assert_equivariant, random_input
-from tests.reference import SUBGROUP_GSPACES_2D, SUBGROUP_GSPACES_3D, invariant_count, rho
+from tests.reference import SUBGROUP_GSPACES_2D, SUBGROUP_GSPACES_3D, invariant_count, randomize, rho
 
 GS = {2: et.hyperoctahedral_gspace(2), 3: et.hyperoctahedral_gspace(3)}
 # interleaved, with repeated types apart from each other
@@ -40,14 +40,6 @@ def data(ft, seed, batch=3, spatial=None, offset=0.7):
     d = ft.gspace.dimensionality
     x = random_input(ft, spatial or SPATIAL[d], batch, torch.float64, torch.Generator().manual_seed(seed))
     return type(x)(x.tensor * 1.5 + offset, ft)
-
-
-def randomize(layer, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
-    return layer
 
 
 def train_batches(layer, ft, n=3, seed=10):
