@@ -16,10 +16,10 @@ from escnn_tensor.groups import action_key, check_dimension, check_gspace, check
 from escnn_tensor.image import GeometricImage, MultiImage, from_geometric_tensor, to_geometric_tensor
 from escnn_tensor import data as etdata
 from escnn_tensor.models import DilResNet, ResNet, UNet
-from escnn_tensor.models._quadratic import GatedQuadratic
 from escnn_tensor.nn import (
     AvgPool,
     GatedNonLinearity,
+    GatedQuadratic,
     GeometricConv,
     GeometricConvTransposed,
     NormMaxPool,

@@ -101,6 +101,7 @@ OURS: Dict[str, Callable] = {
     ),
     "PointwiseNonLinearity": lambda d, gs, s: etnn.PointwiseNonLinearity(_field_type(gs, s)),
     "GatedNonLinearity": lambda d, gs, s: etnn.GatedNonLinearity(_field_type(gs, s)),
+    "GatedQuadratic": lambda d, gs, s: etnn.GatedQuadratic(_field_type(gs, s)),
     "VectorNeuronNonLinearity": lambda d, gs, s: etnn.VectorNeuronNonLinearity(_field_type(gs, s)),
     "TensorProductNonLinearity (to a scalar + the input types)": lambda d, gs, s: etnn.TensorProductNonLinearity(
         _field_type(gs, s), _field_type(gs, [(0, 1, 1)] + s)
@@ -202,7 +203,7 @@ def layer_names() -> List[str]:
 
 def test_every_layer_of_the_package_is_in_the_table_and_the_matrix():
     names = layer_names()
-    assert len(names) == 11, names  # GeometricConv .. Upsample (isolate and the warning class are not layers)
+    assert len(names) == 12, names  # GeometricConv .. Upsample (isolate and the warning class are not layers)
     text = DOC.read_text()
     main = text.split("<!-- matrix:escnn -->", 1)[0]
     ours = {label.split(" ")[0] for label in parse_matrix("escnn_tensor")}

@@ -8,7 +8,7 @@ and returning one of ``out_type`` on the same grid, in 2D or 3D. The family pick
 - ``'geometric'``: GeometricConv and the tensor-field layers of :mod:`escnn_tensor.nn`; hidden fields are scalars,
   vectors and 2-tensors (and their pseudo versions when the task has pseudotensors; :func:`hidden_tensor_types`).
   Exactly equivariant. ``nonlinearity='gated_quadratic'`` adds a bounded low-rank quadratic term to the gate
-  (:class:`GatedQuadratic`), which wins the nonlinear tasks of the head-to-head (docs/head_to_head.md).
+  (:class:`escnn_tensor.nn.GatedQuadratic`), which wins the nonlinear tasks of the head-to-head (docs/head_to_head.md).
 - ``'steerable'``: escnn's R2Conv/R3Conv on regular fields with pointwise ELU/ReLU, InnerBatchNorm,
   PointwiseMaxPool, upsampling + convolution. Equivariant to escnn's basis accuracy (~1e-7).
 - ``'plain'``: torch convolutions on the tensor components as channels. Not equivariant.
@@ -20,7 +20,6 @@ families can be compared at equal parameter counts. :data:`MODELS` maps the name
 from ._architectures import DilResNet, ResNet, UNet
 from ._base import PARAMS_TOLERANCE, TensorFieldModel, count_parameters
 from ._families import ACTIVATIONS, FAMILIES, NONLINEARITIES, NORMS, hidden_tensor_types
-from ._quadratic import GatedQuadratic
 
 #: model names (as the comparison harness spells them) -> classes
 MODELS = {"resnet": ResNet, "unet": UNet, "dilresnet": DilResNet}
@@ -30,7 +29,6 @@ __all__ = [
     "UNet",
     "DilResNet",
     "TensorFieldModel",
-    "GatedQuadratic",
     "MODELS",
     "FAMILIES",
     "ACTIVATIONS",

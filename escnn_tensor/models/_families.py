@@ -8,7 +8,7 @@ hidden feature map is made of) and of layer factories; a family supplies both:
     Layers: :class:`~escnn_tensor.nn.GeometricConv`; the nonlinearity ``GatedNonLinearity`` (default
     ``nonlinearity='gated'``: true scalars through the activation, every other field times a sigmoid gate
     computed from the invariants), ``VectorNeuronNonLinearity`` (``'vector_neuron'``, ginjax's choice) or
-    :class:`~escnn_tensor.models._quadratic.GatedQuadratic` (``'gated_quadratic'``: the gate plus a bounded
+    :class:`~escnn_tensor.nn.GatedQuadratic` (``'gated_quadratic'``: the gate plus a bounded
     low-rank quadratic term, for targets with products such as advection); the
     gated one trained to lower validation errors on all three quick tasks at every learning rate tried (1e-3 to
     3e-2; e.g. gravity 0.0038 vs 0.0064, tidal 0.0065 vs 0.021 at 1e-2). TensorBatchNorm / TensorLayerNorm,
@@ -53,9 +53,9 @@ from ..nn._batch_norm import TensorBatchNorm
 from ..nn._conv import GeometricConv
 from ..nn._conv_transposed import GeometricConvTransposed
 from ..nn._gated import GatedNonLinearity
+from ..nn._gated_quadratic import GatedQuadratic
 from ..nn._layer_norm import TensorLayerNorm
 from ..nn._pooling import NormMaxPool
-from ._quadratic import GatedQuadratic
 from ..nn._vector_neuron import VectorNeuronNonLinearity
 from ..nn._fields import check_types
 from ..representations import canonical_order, tensor_type

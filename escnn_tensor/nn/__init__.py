@@ -9,6 +9,7 @@ from ._batch_norm import TensorBatchNorm
 from ._conv import EquivarianceWarning, GeometricConv
 from ._conv_transposed import GeometricConvTransposed
 from ._gated import GatedNonLinearity
+from ._gated_quadratic import GatedQuadratic
 from ._isolate import isolate
 from ._layer_norm import TensorLayerNorm
 from ._pointwise import PointwiseNonLinearity
@@ -22,6 +23,7 @@ __all__ = [
     "GeometricConvTransposed",
     "PointwiseNonLinearity",
     "GatedNonLinearity",
+    "GatedQuadratic",
     "VectorNeuronNonLinearity",
     "TensorProductNonLinearity",
     "TensorBatchNorm",

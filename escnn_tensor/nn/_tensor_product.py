@@ -36,7 +36,12 @@ from ._field_ops import TensorFieldModule, TypeGroups
 from ._fields import bias_basis, check_types
 from ._kernel import ExpansionCache, check_gain
 
-__all__ = ["TensorProductNonLinearity"]
+__all__ = ["TensorProductNonLinearity", "NoQuadraticMapError"]
+
+
+class NoQuadraticMapError(ValueError):
+    """Raised by :class:`TensorProductNonLinearity` when no nonzero equivariant quadratic map exists between its
+    types (the layer would be zero); a ``ValueError``."""
 
 _ENTRY_BYTES = 64  # working memory per (coefficient, weight) entry while the layer is built (8 int64/float64 arrays)
 _CHUNK_BYTES = 2**22  # forward: pairwise products are formed for at most this many bytes (x3) at once, cache-sized
@@ -230,7 +235,7 @@ class TensorProductNonLinearity(TensorFieldModule):
             if offset > start_o:
                 std_groups.append((start_o, offset - start_o, o))
         if offset == 0:
-            raise ValueError(
+            raise NoQuadraticMapError(
                 f"there is no nonzero equivariant quadratic map from in_type {gi.types} to out_type {go.types} "
                 f"(distinct (k, parity) types); the layer would be zero. Use other field types."
             )

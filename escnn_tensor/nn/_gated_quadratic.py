@@ -1,5 +1,5 @@
-r"""``GatedQuadratic``: the gated nonlinearity plus a bounded, low-rank quadratic term (the geometric family's
-``nonlinearity='gated_quadratic'``).
+r"""``GatedQuadratic``: the gated nonlinearity plus a bounded, low-rank quadratic term (the geometric model
+family's ``nonlinearity='gated_quadratic'``).
 
 Math
 ----
@@ -18,7 +18,8 @@ of :math:`a` (the *probes*). Per pixel:
   ``nonscalars='norm'``;
 - :math:`Q`: :class:`~escnn_tensor.nn.TensorProductNonLinearity` :math:`r \to a`, every equivariant bilinear map of
   pairs of probe fields into every field of :math:`a`; its weights start at zero, so at initialisation the layer is
-  the gate alone.
+  the gate alone. Where no such map exists (e.g. pseudoscalars only: a product of two is a true scalar) there is
+  no quadratic term and the layer is the gate.
 
 Each part is exactly equivariant, so the sum is. The quadratic term is bounded (:math:`|\beta(\cdot)| < 1`), so a
 residual network of these layers cannot blow up through it, and it costs few parameters: with 3 scalars, 4 vectors
@@ -34,9 +35,12 @@ from escnn.nn import FieldType, GeometricTensor
 from escnn.nn.modules.equivariant_module import EquivariantModule
 
 from .. import representations as _reps
-from ..nn import GatedNonLinearity, GeometricConv, PointwiseNonLinearity, TensorProductNonLinearity
-from ..nn._field_ops import ACTIVATIONS
-from ..nn._fields import check_field_type
+from ._conv import GeometricConv
+from ._field_ops import ACTIVATIONS
+from ._fields import check_field_type
+from ._gated import GatedNonLinearity
+from ._pointwise import PointwiseNonLinearity
+from ._tensor_product import NoQuadraticMapError, TensorProductNonLinearity
 
 __all__ = ["GatedQuadratic"]
 
@@ -50,7 +54,8 @@ class GatedQuadratic(EquivariantModule):
             :data:`escnn_tensor.nn._field_ops.ACTIVATIONS`).
         rank: probe fields per distinct field type of ``in_type`` (``int >= 1``).
 
-    Submodules: ``gate``, ``probe`` (``P``), ``squash`` (``beta``), ``product`` (``Q``). Shapes:
+    Submodules: ``gate``, ``probe`` (``P``), ``squash`` (``beta``), ``product`` (``Q``); the last three are ``None``
+    when ``in_type`` admits no quadratic map (module docstring). Shapes:
     ``(B, C, N_1, .., N_d)`` in and out.
     """
 
@@ -68,21 +73,28 @@ class GatedQuadratic(EquivariantModule):
         kinds: List[Tuple[int, int]] = list(dict.fromkeys(signature))
         probes = _reps.tensor_type(in_type.gspace, [(k, p, rank) for k, p in kinds])
         self.gate = GatedNonLinearity(in_type, function=activation)
-        self.probe = GeometricConv(in_type, probes, 1, bias=False)
-        self.squash = PointwiseNonLinearity(probes, function="tanh", threshold=0.0, nonscalars="norm")
-        self.product = TensorProductNonLinearity(probes, in_type)
+        try:
+            self.product = TensorProductNonLinearity(probes, in_type)
+        except NoQuadraticMapError:
+            self.product = self.probe = self.squash = None
+        else:
+            self.probe = GeometricConv(in_type, probes, 1, bias=False)
+            self.squash = PointwiseNonLinearity(probes, function="tanh", threshold=0.0, nonscalars="norm")
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """The gate and the probe as their own defaults; the product's weights to zero (the layer starts as the
         gate)."""
         self.gate.reset_parameters()
-        self.probe.reset_parameters()
-        self.product.reset_parameters(gain=0.0)
+        if self.product is not None:
+            self.probe.reset_parameters()
+            self.product.reset_parameters(gain=0.0)
 
     def forward(self, input: GeometricTensor) -> GeometricTensor:
         """``GeometricTensor`` of ``in_type`` ``(B, C, *S)`` -> the same type and shape."""
         gated = self.gate(input)
+        if self.product is None:
+            return gated
         quadratic = self.product(self.squash(self.probe(input)))
         return GeometricTensor(gated.tensor + quadratic.tensor, self.out_type)
 

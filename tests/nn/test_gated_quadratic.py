@@ -1,4 +1,4 @@
-"""models/_quadratic.py: GatedQuadratic (nonlinearity='gated_quadratic') — exact equivariance over every group
+"""nn/_gated_quadratic.py: GatedQuadratic (nonlinearity='gated_quadratic') — exact equivariance over every group
 element in 2D and 3D on mixed types with pseudotensors, the layer is the gate at initialisation, the quadratic term
 is quadratic for small inputs and bounded for large ones, and its parameter counts."""
 import pytest
@@ -6,7 +6,7 @@ import torch
 from escnn.nn import GeometricTensor
 
 import escnn_tensor as et
-from escnn_tensor.models._quadratic import GatedQuadratic
+from escnn_tensor.nn import GatedQuadratic
 from escnn_tensor.testing import assert_equivariant, random_input
 from tests.reference import invariant_count, randomize, symmetric_square_count
 
@@ -30,6 +30,19 @@ def test_exactly_equivariant(d, rank):
     y = layer(x)
     assert y.type == ft and y.tensor.shape == x.tensor.shape
     assert layer.product(layer.squash(layer.probe(x))).tensor.abs().max() > 1e-3  # the quadratic term is active
+    assert_equivariant(layer, x)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_no_quadratic_map_leaves_the_gate(d):
+    """Pseudoscalars only: the product of two pseudoscalars is a true scalar, so no equivariant quadratic map into
+    pseudoscalars exists (parity) and the layer is the gate, with the gate's parameters only."""
+    ft = et.tensor_type(GS[d], [(0, -1, 3)])
+    layer = randomize(GatedQuadratic(ft).double())
+    assert layer.product is None and layer.probe is None
+    assert sum(p.numel() for p in layer.parameters()) == sum(p.numel() for p in layer.gate.parameters())
+    x = inputs(ft, 5, spatial=4)
+    assert torch.equal(layer(x).tensor, layer.gate(x).tensor)
     assert_equivariant(layer, x)
 
 
@@ -80,4 +93,15 @@ def test_parameter_counts_are_low_rank():
     assert (probe, product) == (30, 113)
     assert sum(p.numel() for p in layer.probe.parameters()) == probe
     assert sum(p.numel() for p in layer.product.parameters()) == product
-    assert sum(p.numel() for p in TensorProductNonLinearity(layer.in_type).parameters()) == 1412
+    # the full tensor product on the same fields: every pair of fields, each field with itself symmetrised
+    full = 0
+    for ko, po, no in fields:
+        for i, (ka, pa, na) in enumerate(fields):
+            for kb, pb, nb in fields[i:]:
+                n_bilinear = invariant_count(gs, 1, ko + ka + kb, po * pa * pb)
+                if (ka, pa) == (kb, pb):
+                    full += no * (na * (na - 1) // 2 * n_bilinear + na * symmetric_square_count(gs, ka, pa, ko, po))
+                else:
+                    full += no * na * nb * n_bilinear
+    assert full == 1412
+    assert sum(p.numel() for p in TensorProductNonLinearity(layer.in_type).parameters()) == full
