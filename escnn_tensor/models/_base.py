@@ -11,7 +11,7 @@ from escnn.nn import FieldType, GeometricTensor
 from escnn.nn.modules.equivariant_module import EquivariantModule
 
 from ..groups import action_key, is_integer
-from ..nn._fields import check_dtype, check_input, check_types
+from ..nn._fields import check_dtype, check_input, check_input_shape, check_types
 from ..nn._isolate import isolate
 from ..representations import field_signature
 from ._families import FAMILIES, Family, make_family
@@ -83,7 +83,7 @@ class TensorFieldModel(EquivariantModule):
             (``'batch'``, ``'layer'`` (not steerable) or ``None``), ``padding_mode`` (``'circular'``, the default,
             for periodic data; ``'zeros'``, ``'reflect'``, ``'replicate'``) and ``nonlinearity`` (geometric
             family: ``'gated'``, the default, ``'vector_neuron'``, or ``'gated_quadratic'``: the gate plus a bounded
-            low-rank quadratic term, :class:`~escnn_tensor.models.GatedQuadratic`).
+            low-rank quadratic term, :class:`~escnn_tensor.nn.GatedQuadratic`).
 
     Input: ``GeometricTensor`` of ``in_type``, ``(B, in_type.size, N..)``; output of ``out_type``,
     ``(B, out_type.size, N..)`` (same spatial size). Attributes: ``family``, ``hidden`` (a description of the
@@ -288,11 +288,7 @@ class TensorFieldModel(EquivariantModule):
 
     def evaluate_output_shape(self, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         """``(B, in_type.size, N..)`` -> ``(B, out_type.size, N..)``."""
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 2 + self.d or input_shape[1] != self.in_type.size:
-            raise ValueError(
-                f"input_shape must be (batch, {self.in_type.size}" + ", N" * self.d + f"), got {input_shape}"
-            )
+        input_shape = check_input_shape(input_shape, self.in_type, self.d)
         self._check_spatial(input_shape[2:])
         return (input_shape[0], self.out_type.size) + input_shape[2:]
 

@@ -109,7 +109,8 @@ class TensorBatchNorm(FieldMapsModule):
         """``(mean coefficients (n_coefficients,), var (F,), x - mean)`` of a batch ``x`` ``(B, C, N..)``.
 
         Two passes (mean, then squares of the centred input), so no cancellation for large means. Written with
-        differentiable torch operations: :func:`_train_normalise` uses it as the reference and for second derivatives.
+        differentiable torch operations: :class:`_TrainNormalise` takes its values in forward, and
+        :meth:`_normalise_reference` traces it for second derivatives.
         """
         dims = (0,) + tuple(range(2, x.dim()))
         n = x.numel() // x.shape[1]
@@ -207,17 +208,11 @@ class _TrainNormalise(torch.autograd.Function):
     def forward(ctx, x, weight, shift, module):
         dims = (0,) + tuple(range(2, x.dim()))
         view = (1, -1) + (1,) * (x.dim() - 2)
-        n = x.numel() // x.shape[1]
-        if module.n_coefficients:
-            coeff = module._invariant_coefficients(x.sum(dim=dims)) / n
-            centred = x - module._invariant_vector(coeff).view(view)
-        else:
-            coeff, centred = x.new_zeros(0), x
-        var = module._field_sum((centred * centred).sum(dim=dims), dim=0) / (n * module._field_dim)
+        coeff, var, centred = module._batch_statistics(x)  # autograd is off inside forward: values only
         r = torch.rsqrt(var + module.eps)
         a = module._to_channels(r if weight is None else r * weight, dim=0).view(view)
         y = centred * a if shift is None else torch.addcmul(shift.view(view), centred, a)
-        ctx.module, ctx.dims, ctx.n = module, dims, n
+        ctx.module, ctx.dims, ctx.n = module, dims, x.numel() // x.shape[1]
         ctx.save_for_backward(x, weight, shift, centred, r, a)
         ctx.mark_non_differentiable(coeff, var)
         return y, coeff, var

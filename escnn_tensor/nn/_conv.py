@@ -40,6 +40,7 @@ from escnn.nn import FieldType, GeometricTensor
 
 from ..grid import PADDING_MODES, conv_output_size, same_on_axes, stride_fits, symmetric_padding
 from ..representations import _check_memory, field_signature
+from ._fields import check_input_shape
 from ._kernel import KernelExpansionModule, pair_index
 from ._two_stage import METHODS, build_two_stage, prefer_two_stage, two_stage_conv, two_stage_fraction
 
@@ -210,11 +211,7 @@ class GeometricConv(KernelExpansionModule):
 
     def evaluate_output_shape(self, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         """``(B, in_type.size, N_1..N_d)`` -> ``(B, out_type.size, M_1..M_d)`` (formula in the class docstring)."""
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 2 + self.d or input_shape[1] != self.in_type.size:
-            raise ValueError(
-                f"input_shape must be (batch, {self.in_type.size}" + ", N" * self.d + f"), got {input_shape}"
-            )
+        input_shape = check_input_shape(input_shape, self.in_type, self.d)
         out = [
             conv_output_size(n, self.kernel_size, self.stride, 2 * self.padding, self.dilation) for n in input_shape[2:]
         ]

@@ -44,6 +44,7 @@ from escnn.nn import FieldType, GeometricTensor
 
 from ..grid import conv_transpose_output_size, per_axis, same_on_axes, symmetric_padding
 from ..groups import escnn_to_grid, group_matrices
+from ._fields import check_input_shape
 from ._kernel import KernelExpansionModule
 
 __all__ = ["GeometricConvTransposed"]
@@ -183,11 +184,7 @@ class GeometricConvTransposed(KernelExpansionModule):
 
     def evaluate_output_shape(self, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         """``(B, in_type.size, N_1..N_d)`` -> ``(B, out_type.size, M_1..M_d)`` (formula in the class docstring)."""
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 2 + self.d or input_shape[1] != self.in_type.size:
-            raise ValueError(
-                f"input_shape must be (batch, {self.in_type.size}" + ", N" * self.d + f"), got {input_shape}"
-            )
+        input_shape = check_input_shape(input_shape, self.in_type, self.d)
         return (input_shape[0], self.out_type.size) + self._checked_output_sizes(input_shape[2:])
 
     # ---- checks and export --------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from escnn.nn import FieldType, GeometricTensor
 from escnn.nn.modules.equivariant_module import EquivariantModule
 
 from .. import _pickling  # noqa: F401  (registers the reducers that pickle/copy escnn's groups and types)
-from ._fields import FieldLayout, check_dtype, check_field_type, check_input
+from ._fields import FieldLayout, check_dtype, check_field_type, check_input, check_input_shape
 
 __all__ = [
     "TypeGroups",
@@ -205,11 +205,7 @@ class TensorFieldModule(EquivariantModule):
 
     def evaluate_output_shape(self, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         """``(B, in_type.size, *S)`` -> ``(B, out_type.size, *S)`` (pixelwise: the spatial shape is unchanged)."""
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 2 + self.d or input_shape[1] != self.in_type.size:
-            raise ValueError(
-                f"input_shape must be (batch, {self.in_type.size}" + ", N" * self.d + f"), got {input_shape}"
-            )
+        input_shape = check_input_shape(input_shape, self.in_type, self.d)
         return (input_shape[0], self.out_type.size) + input_shape[2:]
 
     def _wrap(self, y: torch.Tensor) -> GeometricTensor:

@@ -35,6 +35,15 @@ def check_field_type(field_type, name: str = "in_type") -> Tuple[int, List[Tuple
     return d, signature
 
 
+def check_input_shape(input_shape, in_type: FieldType, d: int) -> Tuple[int, ...]:
+    """``input_shape`` of ``evaluate_output_shape`` as a tuple, after checking that it is ``(B, in_type.size, N_1..N_d)``
+    (``ValueError`` naming what was given otherwise)."""
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 2 + d or input_shape[1] != in_type.size:
+        raise ValueError(f"input_shape must be (batch, {in_type.size}" + ", N" * d + f"), got {input_shape}")
+    return input_shape
+
+
 def check_input(input, in_type: FieldType, d: int, owner: str) -> torch.Tensor:
     """The tensor ``(B, in_type.size, N_1, .., N_d)`` of ``input`` after checking that it is a ``GeometricTensor`` of
     ``in_type`` with ``2 + d`` axes. Errors are ``TypeError`` / ``ValueError`` starting with ``owner`` (the layer or
