@@ -24,6 +24,7 @@ from escnn_tensor.models import MODELS
 from escnn_tensor.nn import (
     AvgPool,
     GatedNonLinearity,
+    GatedQuadratic,
     GeometricConv,
     GeometricConvTransposed,
     NormMaxPool,
@@ -331,6 +332,7 @@ LAYERS = [
     ("GeometricConv", (2, 3), lambda t, c: GeometricConv(t, c.mixed, 3, padding=1)),
     ("PointwiseNonLinearity", (2, 3), lambda t, c: PointwiseNonLinearity(t, "elu", nonscalars="norm")),
     ("GatedNonLinearity", (2, 3), lambda t, c: GatedNonLinearity(t)),
+    ("GatedQuadratic", (2, 3), lambda t, c: GatedQuadratic(t)),
     ("VectorNeuronNonLinearity", (2, 3), lambda t, c: VectorNeuronNonLinearity(t, negative_slope=0.1)),
     ("TensorBatchNorm", (2, 3), lambda t, c: TensorBatchNorm(t)),
     # N -> 2N -> N -> 2N -> N: the grid stays small and every resampling layer is in the network
