@@ -26,7 +26,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch
 from escnn.gspaces import GSpace
 from escnn.nn import FieldType
 
+from .._io import save_torch
 from ..groups import check_gspace, is_integer
 from ..representations import tensor_type
 from . import gravity, magnetostatics, navier_stokes, spectral, subgrid, tidal
@@ -617,22 +617,12 @@ def _read(path: Path, task: Task, n_samples: int, size: int, seed: int) -> Optio
 
 
 def _write(path: Path, data: TensorFieldData, version: int) -> None:
-    """Write atomically: a temporary file in the same directory, flushed to disk, then renamed over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (:func:`escnn_tensor._io.save_torch`: a temporary file in the same directory, fsync-ed,
+    renamed over ``path``, removed if writing fails)."""
     meta = _meta(data, version)
     meta["sha256"] = _checksum(data.inputs, data.targets)
     payload = {"inputs": data.inputs, "targets": data.targets, "meta": json.dumps(meta, sort_keys=True)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    save_torch(payload, path)
 
 
 def load(
