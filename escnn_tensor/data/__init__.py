@@ -9,15 +9,18 @@ size, seed)``, each task giving escnn-layout float64 ``inputs`` / ``targets`` an
   :mod:`~escnn_tensor.data.navier_stokes`.
 - ``subgrid-stress``: filtered velocity (vector) -> subgrid stress (symmetric 2-tensor);
   :mod:`~escnn_tensor.data.subgrid`.
+- ``boussinesq-flux``: filtered buoyancy (scalar) and velocity (vector) of 2D Boussinesq convection -> subgrid
+  buoyancy flux (vector) and momentum flux (symmetric 2-tensor); :mod:`~escnn_tensor.data.boussinesq`.
 - ``magnetostatics-3d``: current density (vector) -> magnetic field (pseudovector), 3D;
   :mod:`~escnn_tensor.data.magnetostatics`.
 
 :mod:`escnn_tensor.data.spectral` holds the shared spectral calculus (derivatives with the Nyquist wavenumber
 zeroed, so that every operator commutes with the symmetries of the grid).
 """
-from . import gravity, magnetostatics, navier_stokes, spectral, subgrid, tidal
+from . import boussinesq, gravity, magnetostatics, navier_stokes, spectral, subgrid, tidal
 from .tasks import (
     TASKS,
+    BoussinesqFluxTask,
     MagnetostaticsTask,
     NavierStokesTask,
     SubgridStressTask,
@@ -37,6 +40,7 @@ __all__ = [
     "navier_stokes",
     "subgrid",
     "magnetostatics",
+    "boussinesq",
     "spectral",
     "TASKS",
     "get_task",
@@ -47,6 +51,7 @@ __all__ = [
     "TidalTask",
     "NavierStokesTask",
     "SubgridStressTask",
+    "BoussinesqFluxTask",
     "MagnetostaticsTask",
     "default_cache_dir",
     "cache_path",

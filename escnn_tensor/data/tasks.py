@@ -38,7 +38,7 @@ from escnn.nn import FieldType
 from .._io import save_torch
 from ..groups import check_gspace, is_integer
 from ..representations import tensor_type
-from . import gravity, magnetostatics, navier_stokes, spectral, subgrid, tidal
+from . import boussinesq, gravity, magnetostatics, navier_stokes, spectral, subgrid, tidal
 
 __all__ = [
     "TensorFieldData",
@@ -47,6 +47,7 @@ __all__ = [
     "TidalTask",
     "NavierStokesTask",
     "SubgridStressTask",
+    "BoussinesqFluxTask",
     "MagnetostaticsTask",
     "TASKS",
     "get_task",
@@ -476,6 +477,97 @@ class SubgridStressTask(Task):
         return self.from_fine(u)
 
 
+class BoussinesqFluxTask(Task):
+    r"""``boussinesq-flux``: filtered buoyancy and velocity -> subgrid buoyancy flux (vector) and momentum flux
+    (2-tensor), from 2D Boussinesq convection.
+
+    See :mod:`escnn_tensor.data.boussinesq` (the equations, why gravity is central rather than uniform, the
+    filter). ``size`` is the coarse grid; the solver runs on ``factor * size``. Each sample: random band-limited
+    vorticity (rms ``initial_rms``, peak ``initial_peak``) and buoyancy (rms ``buoyancy_rms``), evolved for
+    ``spin_up`` box time units, then filtered. Inputs ``(b_bar, u_bar)`` (scalar, vector: 3 channels), targets
+    ``(sigma, tau)`` with :math:`\sigma_i = \overline{u_i b} - \bar u_i \bar b` (vector) and :math:`\tau_{ij} =
+    \overline{u_i u_j} - \bar u_i \bar u_j` (symmetric 2-tensor, all 4 components: 6 channels). The target is *not*
+    a function of the input; the generator's map is :meth:`from_fine`.
+
+    Options: ``factor`` (4), ``filter_width`` (2.0 coarse pixels), ``gravity`` (``"central"`` or ``"none"``:
+    passive buoyancy), ``gravity_strength`` (2.0), ``heating`` (1.0), ``forcing_amplitude`` (0.0, vorticity
+    forcing), ``viscosity`` (5e-4), ``diffusivity`` (5e-4), ``spin_up`` (0.5), ``solver_dt`` (``None`` = ``0.25 /
+    (factor * size)``), ``initial_rms`` (:math:`2\pi`), ``initial_peak`` (4.0), ``buoyancy_rms`` (1.0).
+    """
+
+    name = "boussinesq-flux"
+    d = 2
+    target_is_function_of_input = False
+    description = ("filtered 2D Boussinesq buoyancy (scalar) and velocity (vector) -> subgrid buoyancy flux (vector) "
+                   "and momentum flux tau_ij (symmetric 2-tensor)")
+    default_size, quick_size = 32, 16
+    defaults = {
+        "factor": 4,
+        "filter_width": 2.0,
+        "gravity": "central",
+        "gravity_strength": 2.0,
+        "heating": 1.0,
+        "forcing_amplitude": 0.0,
+        "viscosity": 5e-4,
+        "diffusivity": 5e-4,
+        "spin_up": 0.5,
+        "solver_dt": None,
+        "initial_rms": 2 * math.pi,
+        "initial_peak": 4.0,
+        "buoyancy_rms": 1.0,
+    }
+    in_fields = ((0, 1, 1), (1, 1, 1))
+    out_fields = ((1, 1, 1), (2, 1, 1))
+
+    def _check_options(self, o):
+        if not is_integer(o["factor"]) or o["factor"] < 1:
+            raise ValueError(f"option factor must be an integer >= 1, got {o['factor']!r}")
+        return {
+            "factor": int(o["factor"]),
+            "filter_width": _number("filter_width", o["filter_width"], 0.0, strict=True),
+            "gravity": _choice("gravity", o["gravity"], ("central", "none")),
+            "gravity_strength": _number("gravity_strength", o["gravity_strength"]),
+            "heating": _number("heating", o["heating"]),
+            "forcing_amplitude": _number("forcing_amplitude", o["forcing_amplitude"]),
+            "viscosity": _number("viscosity", o["viscosity"], 0.0),
+            "diffusivity": _number("diffusivity", o["diffusivity"], 0.0),
+            "spin_up": _number("spin_up", o["spin_up"], 0.0),
+            "solver_dt": None if o["solver_dt"] is None else _number("solver_dt", o["solver_dt"], 0.0, strict=True),
+            "initial_rms": _number("initial_rms", o["initial_rms"], 0.0),
+            "initial_peak": _number("initial_peak", o["initial_peak"], 0.0, strict=True),
+            "buoyancy_rms": _number("buoyancy_rms", o["buoyancy_rms"], 0.0),
+        }
+
+    def _work_bytes(self, size: int) -> int:
+        return 96 * 16 * (self.options["factor"] * size) ** 2
+
+    def solver(self, size: int) -> boussinesq.BoussinesqSolver:
+        """The :class:`~escnn_tensor.data.boussinesq.BoussinesqSolver` on the fine grid of a ``size`` task."""
+        o = self.options
+        return boussinesq.BoussinesqSolver(
+            o["factor"] * self.check_size(size), o["viscosity"], o["diffusivity"], o["gravity"],
+            o["gravity_strength"], o["heating"], o["forcing_amplitude"], o["solver_dt"],
+        )
+
+    def fine_fields(self, n_samples: int, size: int, generator: torch.Generator) -> torch.Tensor:
+        """``n_samples`` spun-up fine states in escnn layout ``(n, 3, factor*size, factor*size)``: ``b, u_x, u_y``."""
+        o = self.options
+        sol = self.solver(size)
+        n = sol.size
+        w0 = navier_stokes.initial_vorticity(n_samples, n, generator, peak=o["initial_peak"], rms=o["initial_rms"])
+        b0 = boussinesq.initial_buoyancy(n_samples, n, generator, peak=o["initial_peak"], rms=o["buoyancy_rms"])
+        w, b = sol.evolve(w0, b0, o["spin_up"])
+        return torch.cat([spectral.to_escnn(b, 2, 0), spectral.to_escnn(sol.velocity(w), 2, 1)], 1)
+
+    def from_fine(self, fine: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The generator's map on escnn layout: fine ``(B, 3, fN, fN)`` -> inputs ``(B, 3, N, N)``, targets
+        ``(B, 6, N, N)`` (:func:`escnn_tensor.data.boussinesq.fluxes_from_escnn`)."""
+        return boussinesq.fluxes_from_escnn(fine, self.options["factor"], self.options["filter_width"])
+
+    def _generate(self, n, size, generator):
+        return self.from_fine(self.fine_fields(n, size, generator))
+
+
 class MagnetostaticsTask(Task):
     r"""``magnetostatics-3d``: current density :math:`J` (vector) -> magnetic field :math:`B` (pseudovector), 3D.
 
@@ -509,12 +601,13 @@ class MagnetostaticsTask(Task):
 
 
 _TASK_CLASSES: Dict[str, Type[Task]] = {
-    cls.name: cls for cls in (GravityTask, TidalTask, NavierStokesTask, SubgridStressTask, MagnetostaticsTask)
+    cls.name: cls
+    for cls in (GravityTask, TidalTask, NavierStokesTask, SubgridStressTask, BoussinesqFluxTask, MagnetostaticsTask)
 }
 
 TASKS: Dict[str, Task] = {name: cls() for name, cls in _TASK_CLASSES.items()}
 """Every task with its default options, by name: ``gravity``, ``tidal``, ``navier-stokes``, ``subgrid-stress``,
-``magnetostatics-3d``."""
+``boussinesq-flux``, ``magnetostatics-3d``."""
 
 def _check_count(value: Any, name: str) -> int:
     """``value`` as a positive int; ``TypeError`` if it is not a number at all, ``ValueError`` if not a positive

@@ -12,7 +12,7 @@ from escnn_tensor.data import tasks as T
 from escnn_tensor.representations import field_signature
 from tests.reference import SUBGROUP_GSPACES_2D, SUBGROUP_GSPACES_3D
 
-NAMES = ["gravity", "tidal", "navier-stokes", "subgrid-stress", "magnetostatics-3d"]
+NAMES = ["gravity", "tidal", "navier-stokes", "subgrid-stress", "boussinesq-flux", "magnetostatics-3d"]
 
 # small, fast settings per task for these tests (the defaults are exercised in test_defaults_are_documented)
 SMALL = {
@@ -20,6 +20,7 @@ SMALL = {
     "tidal": ({}, 12),
     "navier-stokes": ({"spin_up": 0.1, "interval": 0.05}, 12),
     "subgrid-stress": ({"factor": 2}, 8),
+    "boussinesq-flux": ({"factor": 2, "spin_up": 0.05}, 8),
     "magnetostatics-3d": ({}, 6),
 }
 
@@ -29,6 +30,7 @@ SIGNATURES = {
     "tidal": ([(0, 1)], [(2, 1)]),
     "navier-stokes": ([(1, 1)], [(1, 1)]),
     "subgrid-stress": ([(1, 1)], [(2, 1)]),
+    "boussinesq-flux": ([(0, 1), (1, 1)], [(1, 1), (2, 1)]),
     "magnetostatics-3d": ([(1, 1)], [(1, -1)]),
 }
 
@@ -106,7 +108,8 @@ def test_targets_are_the_solver_map_of_the_inputs(name):
 def test_subgrid_target_is_not_a_function_of_the_input():
     task = get_task("subgrid-stress")
     assert not task.target_is_function_of_input
-    assert all(get_task(n).target_is_function_of_input for n in NAMES if n != "subgrid-stress")
+    assert not get_task("boussinesq-flux").target_is_function_of_input
+    assert all(get_task(n).target_is_function_of_input for n in NAMES if n not in ("subgrid-stress", "boussinesq-flux"))
     with pytest.raises(NotImplementedError, match="not a function of the input"):
         task.solve(torch.zeros(1, 2, 8, 8, dtype=torch.float64))
 
