@@ -1,5 +1,5 @@
 """The built wheel holds every subpackage of escnn_tensor (packages are found automatically) and nothing that
-belongs outside it (examples, tests)."""
+belongs outside it (examples, tests); its metadata holds the BSD-3-Clause LICENSE that pyproject.toml names."""
 import pathlib
 import subprocess
 import sys
@@ -24,3 +24,6 @@ def test_wheel_holds_every_subpackage(tmp_path):
     packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "escnn_tensor").rglob("__init__.py")}
     assert {"escnn_tensor", "escnn_tensor/nn", "escnn_tensor/image", "escnn_tensor/data"} <= packages
     assert not any(n.startswith(("tests/", "examples/")) for n in names)
+    licences = [n for n in names if n.endswith("/LICENSE") and ".dist-info/" in n]
+    assert licences, f"no LICENSE in the wheel's metadata: {sorted(n for n in names if '.dist-info/' in n)}"
+    assert b"BSD 3-Clause" in zipfile.ZipFile(wheel).read(licences[0])
