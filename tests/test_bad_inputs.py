@@ -343,6 +343,10 @@ BAD_INPUTS = [
     row("ResNet norm='group'", lambda: ResNet(T2, VEC2, norm="group"), ValueError, r"norm must be one of \('batch', 'layer', None\), got 'group'"),
     row("ResNet activation='tanh'", lambda: ResNet(T2, VEC2, activation="tanh"), ValueError, r"activation must be one of \('elu', 'relu'\), got 'tanh'"),
     row("ResNet nonlinearity='norm'", lambda: ResNet(T2, VEC2, nonlinearity="norm"), ValueError, r"nonlinearity must be one of \('gated', 'vector_neuron', 'gated_quadratic'\), got 'norm'"),
+    row("ResNet steerable nonlinearity (issue 20 item 8)", lambda: ResNet(T2, VEC2, "steerable", nonlinearity="gated_quadratic"), ValueError, r"^ResNet: the steerable family does not use the option\(s\) nonlinearity='gated_quadratic' \(they would change nothing\); the steerable family uses activation, norm, padding_mode\. Drop them, or pass ResNet\.options_for\('steerable', options\)$"),
+    row("UNet plain nonlinearity", lambda: UNet(T2, VEC2, "plain", nonlinearity="gated"), ValueError, r"^UNet: the plain family does not use the option\(s\) nonlinearity='gated'"),
+    row("DilResNet geometric vector_neuron with activation", lambda: DilResNet(T2, VEC2, nonlinearity="vector_neuron", activation="relu"), ValueError, r"^DilResNet: the geometric family with nonlinearity='vector_neuron' does not use the option\(s\) activation='relu'"),
+    row("ResNet.options_for unknown family", lambda: ResNet.options_for("steerabel", {}), ValueError, r"family must be one of \('geometric', 'steerable', 'plain'\), got 'steerabel'"),
     row("ResNet padding_mode='wrap'", lambda: ResNet(T2, VEC2, padding_mode="wrap"), ValueError, r"padding_mode must be one of .*got 'wrap'"),
     row("ResNet forward on a tensor", lambda: ResNet(T2, VEC2, width=1, num_blocks=1)(torch.zeros(1, 3, 4, 4)), TypeError, r"ResNet: input must be an escnn GeometricTensor.*got Tensor"),
     row("ResNet steerable float64 input", lambda: ResNet(T2, VEC2, "steerable", width=1, num_blocks=1)(gt2(N=4)), TypeError, r"ResNet: input dtype torch\.float64 differs from the layer's dtype torch\.float32"),
@@ -469,6 +473,11 @@ def test_correct_calls_work():
     assert ResNet(T2, VEC2, "steerable", width=1, num_blocks=1, norm=None, activation="relu")(x4).type == VEC2
     assert ResNet(T2, VEC2, width=1, num_blocks=1, nonlinearity="vector_neuron", norm="layer")(x4).type == VEC2
     assert ResNet(T2, VEC2, "plain", width=2, num_blocks=1, kernel_size=5, padding_mode="zeros")(x4).type == VEC2
+    opts = {"nonlinearity": "gated_quadratic", "activation": "relu", "num_blocks": 1}
+    assert ResNet.options_for("steerable", opts) == {"activation": "relu", "num_blocks": 1}
+    assert ResNet.options_for("geometric", opts) == opts
+    steer = ResNet(T2, VEC2, "steerable", width=1, **ResNet.options_for("steerable", opts))
+    assert "nonlinearity" not in steer.options and steer(f32()).type == VEC2
     assert UNet(T2, VEC2, width=1, num_downsamples=2, num_conv=1)(x4).type == VEC2
     assert DilResNet(T2, VEC2, width=1, num_blocks=1, dilations=(1, 2, 1))(x4).type == VEC2
     task = etdata.get_task("gravity", smoothing=0.5, n_masses=(3, 3))

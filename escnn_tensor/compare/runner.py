@@ -153,8 +153,9 @@ def check_config(config: CompareConfig) -> None:
         for model in config.models:
             for family in dict.fromkeys(f for f, _ in variants(config.families, config.augment)):
                 with torch.random.fork_rng(devices=[]):
+                    options = MODELS[model].options_for(family, config.model_options.get(model, {}))
                     MODELS[model](t.in_type(gs), t.out_type(gs), family, params=config.params, _counting=True,
-                                  **config.model_options.get(model, {}))
+                                  **options)
 
 
 def _run(config: CompareConfig, log, interrupt_after) -> List[Dict[str, Any]]:

@@ -265,7 +265,7 @@ def build_predictor(spec: JobSpec, splits: Splits) -> Predictor:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         model = cls(splits.in_type, splits.out_type, spec.family, params=spec.params,
-                    **dict(spec.model_options))
+                    **cls.options_for(spec.family, dict(spec.model_options)))  # only what the family uses
     return Predictor(model, *splits.train).to(DTYPES[spec.dtype])
 
 

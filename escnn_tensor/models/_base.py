@@ -14,7 +14,7 @@ from ..groups import action_key, is_integer
 from ..nn._fields import check_dtype, check_input, check_input_shape, check_types
 from ..nn._isolate import isolate
 from ..representations import field_signature
-from ._families import FAMILIES, Family, make_family
+from ._families import FAMILIES, Family, family_class, make_family
 
 __all__ = ["TensorFieldModel", "count_parameters", "PARAMS_TOLERANCE", "MAX_KERNEL_BYTES"]
 
@@ -85,6 +85,13 @@ class TensorFieldModel(EquivariantModule):
             family: ``'gated'``, the default, ``'vector_neuron'``, or ``'gated_quadratic'``: the gate plus a bounded
             low-rank quadratic term, :class:`~escnn_tensor.nn.GatedQuadratic`).
 
+            Rule: an option the family does not use is refused (``ValueError`` naming the family and the option),
+            never silently ignored: ``nonlinearity`` is used by the geometric family only, and ``activation`` is
+            not used with ``nonlinearity='vector_neuron'`` (each family declares its options in
+            ``Family.OPTIONS``). Code that applies one set of options to every family passes each family
+            :meth:`options_for` ``(family, options)``, the subset it uses (the comparison harness does).
+            :attr:`options` lists only the options the model uses.
+
     Input: ``GeometricTensor`` of ``in_type``, ``(B, in_type.size, N..)``; output of ``out_type``,
     ``(B, out_type.size, N..)`` (same spatial size). Attributes: ``family``, ``hidden`` (a description of the
     hidden spec), ``size_arguments`` (``{'size': ...}``: passed with the same options it rebuilds the same hidden
@@ -118,8 +125,8 @@ class TensorFieldModel(EquivariantModule):
         if family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
         self.family = family
-        self.options = self._check_options(options)
-        fam = make_family(family, in_type, out_type, **{k: self.options[k] for k in _FAMILY_OPTIONS})
+        self.options = self._check_options(options, family)
+        fam = make_family(family, in_type, out_type, **{k: v for k, v in self.options.items() if k in _FAMILY_OPTIONS})
         fam.counting = _counting
         fam.scale_ref = self._max_scale()
         given = [n for n, v in (("width", width), ("params", params), ("level", level), ("size", size)) if v is not None]
@@ -154,7 +161,19 @@ class TensorFieldModel(EquivariantModule):
     # ---- options ------------------------------------------------------------------------------------------------
 
     @classmethod
-    def _check_options(cls, options: Dict[str, Any]) -> Dict[str, Any]:
+    def options_for(cls, family: str, options: Mapping[str, Any]) -> Dict[str, Any]:
+        """The subset of ``options`` that a model of ``family`` uses: ``options`` without the family options
+        (``activation``, ``norm``, ``padding_mode``, ``nonlinearity``) that ``family`` ignores, e.g. without
+        ``nonlinearity`` for ``'steerable'`` and ``'plain'``. Code that applies one set of options to every family
+        (the comparison harness) passes each family this subset; the constructor refuses the rest. Options unknown
+        to the architecture are kept, so the constructor still refuses them."""
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+        unused = set(family_class(family).unused_options(options))
+        return {k: v for k, v in options.items() if k not in unused}
+
+    @classmethod
+    def _check_options(cls, options: Dict[str, Any], family: str) -> Dict[str, Any]:
         defaults = {**COMMON_OPTIONS, **cls.OPTIONS}
         unknown = sorted(set(options) - set(defaults))
         if unknown:
@@ -162,7 +181,20 @@ class TensorFieldModel(EquivariantModule):
                 f"{cls.__name__} got unknown option(s) {unknown}; accepted: "
                 + ", ".join(f"{k}={v!r}" for k, v in defaults.items())
             )
+        fam_cls = family_class(family)
+        unused = fam_cls.unused_options(options)
+        if unused:
+            given = ", ".join(f"{k}={options[k]!r}" for k in unused)
+            context = f" with nonlinearity={options['nonlinearity']!r}" if "nonlinearity" not in unused and \
+                "nonlinearity" in options else ""
+            raise ValueError(
+                f"{cls.__name__}: the {family} family{context} does not use the option(s) {given} (they would change "
+                f"nothing); the {family} family uses {', '.join(fam_cls.OPTIONS)}. Drop them, or pass "
+                f"{cls.__name__}.options_for({family!r}, options)"
+            )
         out = {**defaults, **options}
+        for k in fam_cls.unused_options(out):  # defaults the family ignores: not in self.options
+            del out[k]
         k = _positive_int(out["kernel_size"], "kernel_size")
         if k % 2 == 0:
             raise ValueError(

@@ -65,6 +65,7 @@ __all__ = [
     "ACTIVATIONS",
     "NORMS",
     "NONLINEARITIES",
+    "FAMILY_OPTIONS",
     "hidden_tensor_types",
     "OnTensors",
     "Family",
@@ -72,6 +73,7 @@ __all__ = [
     "SteerableFamily",
     "PlainFamily",
     "make_family",
+    "family_class",
 ]
 
 FAMILIES = ("geometric", "steerable", "plain")
@@ -80,6 +82,8 @@ FAMILIES = ("geometric", "steerable", "plain")
 ACTIVATIONS = ("elu", "relu")
 NORMS = ("batch", "layer", None)
 NONLINEARITIES = ("gated", "vector_neuron", "gated_quadratic")
+#: the options a family may take (each family uses some of them: ``Family.OPTIONS``)
+FAMILY_OPTIONS = ("activation", "norm", "padding_mode", "nonlinearity")
 
 Spec = Union[FieldType, int]
 
@@ -138,9 +142,21 @@ def _check_choice(value, accepted: Sequence, name: str):
 
 
 class Family:
-    """The layer factories of one family (see the module docs); :meth:`set_size` fixes the hidden size."""
+    """The layer factories of one family (see the module docs); :meth:`set_size` fixes the hidden size.
+
+    :attr:`OPTIONS` declares the family options (of ``activation``, ``norm``, ``padding_mode``,
+    ``nonlinearity``) the family uses; :meth:`unused_options` says which of a set of given options it would
+    ignore (those a model refuses, see :class:`~escnn_tensor.models.TensorFieldModel`).
+    """
 
     name = ""
+    #: the family options this family uses
+    OPTIONS: Tuple[str, ...] = ("activation", "norm", "padding_mode")
+
+    @classmethod
+    def unused_options(cls, options: Mapping[str, Any]) -> List[str]:
+        """The names in ``options`` (family options with their values) that this family would ignore, sorted."""
+        return sorted(k for k in options if k in FAMILY_OPTIONS and k not in cls.OPTIONS)
 
     def __init__(self, in_type: FieldType, out_type: FieldType, activation: str = "elu",
                  norm: Optional[str] = "batch", padding_mode: str = "circular", nonlinearity: str = "gated"):
@@ -280,6 +296,16 @@ class GeometricFamily(Family):
     """
 
     name = "geometric"
+    OPTIONS = ("activation", "norm", "padding_mode", "nonlinearity")
+
+    @classmethod
+    def unused_options(cls, options: Mapping[str, Any]) -> List[str]:
+        """As :meth:`Family.unused_options`; also ``activation`` with ``nonlinearity='vector_neuron'`` (the vector
+        neuron has no scalar activation of its own)."""
+        unused = super().unused_options(options)
+        if options.get("nonlinearity") == "vector_neuron" and "activation" in options:
+            unused = sorted(unused + ["activation"])
+        return unused
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -576,8 +602,18 @@ class PlainFamily(Family):
 _CLASSES = {"geometric": GeometricFamily, "steerable": SteerableFamily, "plain": PlainFamily}
 
 
-def make_family(family: str, in_type: FieldType, out_type: FieldType, **options) -> Family:
-    """The :class:`Family` named ``family`` (one of :data:`FAMILIES`); fix its hidden size with ``set_size``."""
+def family_class(family: str) -> type:
+    """The :class:`Family` subclass named ``family`` (one of :data:`FAMILIES`)."""
     if family not in _CLASSES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    return _CLASSES[family](in_type, out_type, **options)
+    return _CLASSES[family]
+
+
+def make_family(family: str, in_type: FieldType, out_type: FieldType, **options) -> Family:
+    """The :class:`Family` named ``family`` (one of :data:`FAMILIES`); fix its hidden size with ``set_size``.
+    ``options``: family options; one the family does not use (:meth:`Family.unused_options`) is refused."""
+    cls = family_class(family)
+    unused = cls.unused_options(options)
+    if unused:
+        raise ValueError(f"the {family} family does not use the option(s) {unused}; it uses {', '.join(cls.OPTIONS)}")
+    return cls(in_type, out_type, **options)

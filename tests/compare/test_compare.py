@@ -277,3 +277,24 @@ def test_bad_model_options_refused_before_training(tmp_path, data_dir):
     with pytest.raises(ValueError, match="num_blocks must be an integer >= 0"):
         run_comparison(config, log=lambda s: None)
     assert not list((tmp_path / "checkpoints").glob("*"))
+
+
+def test_family_options_go_only_to_the_families_that_use_them(tmp_path, data_dir):
+    """Issue 20 item 8: a model constructor refuses an option its family ignores, so the harness passes each family
+    only the options it uses (models.TensorFieldModel.options_for): --model-option nonlinearity=... runs every
+    family, the geometric one with the quadratic gate, the others as without it."""
+    config = parse_args(TINY + ["--task", "gravity", "--epochs", "1", "--model-option", "nonlinearity=gated_quadratic",
+                                "--out", str(tmp_path), "--data-dir", data_dir])
+    assert config.model_options["resnet"]["nonlinearity"] == "gated_quadratic"
+    rows = run_comparison(config, log=lambda s: None)
+    assert [r["label"] for r in rows] == ["geometric", "steerable", "plain", "plain+aug"]
+    assert all(np.isfinite(r["test_error"]) for r in rows)
+    from escnn_tensor.compare.training import build_predictor
+
+    splits = make_splits("gravity", 8, 4, 4, 8, data_seed=0, cache_dir=data_dir)
+    spec = dict(task="gravity", model="resnet", augment=False, seed=0, lr=1e-3, params=1600, epochs=1, batch_size=4,
+                dtype="float32", size=8, n_train=8, n_val=4, n_test=4,
+                model_options=(("nonlinearity", "gated_quadratic"), ("num_blocks", 1)))
+    geometric = build_predictor(JobSpec(family="geometric", **spec), splits).model
+    steerable = build_predictor(JobSpec(family="steerable", **spec), splits).model
+    assert geometric.options["nonlinearity"] == "gated_quadratic" and "nonlinearity" not in steerable.options
