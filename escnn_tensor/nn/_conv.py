@@ -88,8 +88,9 @@ class GeometricConv(KernelExpansionModule):
     ``p_in p_out``) and ``bias`` (flat; ``(m_out, n_b)`` per output type, or ``None``). The dense kernel
     ``(out_type.size, in_type.size, K, .., K)`` is gathered from them in train mode (every kernel entry is
     ``+-weight / sqrt(orbit size)`` of one weight, or 0: one ``index_select`` and one product, precomputed per layer;
-    :mod:`escnn_tensor.nn._kernel`), and cached in eval mode (rebuilt whenever the values of ``weights`` or ``bias`` differ from those it was built
-    from, however they were changed, and bypassed when gradients to the weights are needed). The state_dict holds
+    :mod:`escnn_tensor.nn._kernel`), and cached in eval mode (rebuilt whenever ``weights`` or ``bias`` change, as
+    their autograd version counters and identity tell without reading a value; in-place edits through ``.data`` need
+    ``eval()`` again; bypassed when gradients to the weights are needed and inside ``torch.compile``). The state_dict holds
     only ``weights`` and ``bias``, in both modes. The input must have the layer's dtype (else a ``TypeError``).
     """
 

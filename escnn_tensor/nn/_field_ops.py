@@ -23,7 +23,16 @@ from escnn.nn import FieldType, GeometricTensor
 from escnn.nn.modules.equivariant_module import EquivariantModule
 
 from .. import _pickling  # noqa: F401  (registers the reducers that pickle/copy escnn's groups and types)
-from ._fields import FieldLayout, check_dtype, check_field_type, check_input, check_input_shape
+from ._fields import (
+    FieldLayout,
+    adopt_legacy_masters,
+    check_dtype,
+    check_field_type,
+    check_input,
+    check_input_shape,
+    refresh_exact_buffers,
+    register_exact_buffer,
+)
 
 __all__ = [
     "TypeGroups",
@@ -214,16 +223,18 @@ class TensorFieldModule(EquivariantModule):
     # ---- exact floating buffers ------------------------------------------------------------------------------------
 
     def _add_exact_buffer(self, name: str, value64: torch.Tensor) -> None:
-        """Register a non-persistent floating buffer (default dtype) whose float64 original is kept: ``.to()`` /
-        ``.double()`` / ``.float()`` re-round it from that original, so a float32 -> float64 round trip is exact."""
-        if "_exact" not in self.__dict__:
-            self._exact: Dict[str, torch.Tensor] = {}
-        self._exact[name] = value64.detach().to(dtype=torch.float64, device="cpu")
-        self.register_buffer(name, value64.to(torch.get_default_dtype()), persistent=False)
+        """Register a non-persistent floating buffer (default dtype) whose float64 original is kept as a buffer too
+        (:func:`escnn_tensor.nn._fields.register_exact_buffer`): ``.to()`` / ``.double()`` / ``.float()`` re-round it
+        from that original on the module's device, so a float32 -> float64 round trip is exact."""
+        register_exact_buffer(self, name, value64)
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
-        for name, master in self.__dict__.get("_exact", {}).items():
-            buf = self._buffers[name]
-            self._buffers[name] = master.to(device=buf.device, dtype=buf.dtype)
+        refresh_exact_buffers(self)
         return out
+
+    def __setstate__(self, state):
+        legacy = state.pop("_exact", None)  # pickled before the originals were buffers: a dict of CPU tensors
+        super().__setstate__(state)
+        if legacy:
+            adopt_legacy_masters(self, legacy)

@@ -13,7 +13,81 @@ from ..filters import invariant_filters
 from ..groups import action_key, check_gspace, grid_to_escnn
 from ..representations import field_signature
 
-__all__ = ["check_types", "check_field_type", "check_input", "check_dtype", "describe_signature", "FieldLayout", "bias_basis"]
+__all__ = [
+    "check_types",
+    "check_field_type",
+    "check_input",
+    "check_dtype",
+    "describe_signature",
+    "FieldLayout",
+    "bias_basis",
+    "register_exact_buffer",
+    "refresh_exact_buffers",
+    "exact_buffer_names",
+    "distributed_world",
+]
+
+# ----------------------------------------------------------------------------------------------------------------
+# exact floating buffers: a float64 master copy kept as a (device-following, dtype-blind) int64 buffer
+
+_BITS = "_f64bits"
+
+
+def register_exact_buffer(module: torch.nn.Module, name: str, value64: torch.Tensor) -> None:
+    """Register the non-persistent floating buffer ``name`` (default dtype) and its exact float64 original.
+
+    The original is the buffer ``name + '_f64bits'``: the float64 values' bit patterns viewed as int64, so ``.to()``
+    moves it with the module (CPU, CUDA, meta) while ``.float()`` / ``.double()`` / ``.half()`` leave it alone (they
+    cast floating tensors only), and it never shows among the module's floating buffers. After any ``_apply``,
+    :func:`refresh_exact_buffers` re-rounds ``name`` from it on its own device, so a float32 -> float64 round trip
+    gives the exact values back and no copy crosses from the host. Neither buffer is in the ``state_dict``.
+    """
+    value64 = value64.detach().to(dtype=torch.float64).contiguous()
+    names = module.__dict__.setdefault("_exact_names", [])
+    if name not in names:
+        names.append(name)
+    module.register_buffer(name + _BITS, value64.view(torch.int64).clone(), persistent=False)
+    module.register_buffer(name, value64.to(torch.get_default_dtype()), persistent=False)
+
+
+def exact_buffer_names(module: torch.nn.Module) -> List[str]:
+    """Names of the buffers of ``module`` registered by :func:`register_exact_buffer`."""
+    return list(module.__dict__.get("_exact_names", ()))
+
+
+def exact_original(module: torch.nn.Module, name: str) -> torch.Tensor:
+    """The float64 original of the exact buffer ``name`` (a view of its bits; same device as the module)."""
+    return module._buffers[name + _BITS].view(torch.float64)
+
+
+def refresh_exact_buffers(module: torch.nn.Module) -> None:
+    """Re-round every exact buffer of ``module`` (not its children) from its float64 original, keeping the
+    buffer's current dtype and device (call after ``torch.nn.Module._apply``)."""
+    for name in exact_buffer_names(module):
+        buf = module._buffers[name]
+        module._buffers[name] = exact_original(module, name).to(device=buf.device, dtype=buf.dtype, copy=True)
+
+
+def adopt_legacy_masters(module: torch.nn.Module, masters: Dict[str, torch.Tensor]) -> None:
+    """Turn the float64 masters of a module pickled before :func:`register_exact_buffer` (a dict ``name -> CPU
+    float64 tensor`` in ``__dict__``) into exact buffers on the device of the existing buffers."""
+    for name, master in masters.items():
+        buf = module._buffers[name]
+        names = module.__dict__.setdefault("_exact_names", [])
+        if name not in names:
+            names.append(name)
+        module._buffers[name + _BITS] = master.to(device=buf.device, dtype=torch.float64).contiguous().view(torch.int64)
+        module._non_persistent_buffers_set.add(name + _BITS)
+
+
+def distributed_world(process_group=None) -> int:
+    """The number of processes of ``process_group`` (default: the world) when ``torch.distributed`` is available and
+    initialised, else 1. Host-side only (no tensor is read)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return 1
+    return dist.get_world_size(process_group)
+
 
 
 def check_field_type(field_type, name: str = "in_type") -> Tuple[int, List[Tuple[int, int]]]:

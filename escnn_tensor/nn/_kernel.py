@@ -9,13 +9,14 @@ is ``+-weights[j] / sqrt(orbit size)`` for exactly one weight ``j``, or zero: th
 per kernel entry; no basis tensor of size ``n x kernel``), whose backward is one scatter-add (``index_select``'s).
 Zero entries of the kernel read ``weights[0]`` with value 0 (so a non-finite ``weights[0]`` makes them NaN too). :class:`KernelExpansionModule`
 holds the plan, the expansion (in torch's conv or conv-transpose weight layout), the bias in the invariant subspace,
-the variance-preserving initialisation, the never-stale eval-mode cache, dtype/device handling, the offline
+the variance-preserving initialisation, the eval-mode cache (keyed on the parameters' version counters), dtype/device handling, the offline
 equivariance check and pickling; the subclasses add their argument parsing, ``forward``, shapes and ``export``.
 """
 from __future__ import annotations
 
 import copy
 import math
+import weakref
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -30,7 +31,16 @@ from ..filters import invariant_filter_index
 from ..groups import grid_to_escnn
 from ..representations import _check_memory, field_signature, tensor_type
 from ..testing import default_tolerance, equivariance_errors
-from ._fields import FieldLayout, check_dtype, check_input, check_types, describe_signature
+from ._fields import (
+    FieldLayout,
+    adopt_legacy_masters,
+    check_dtype,
+    check_input,
+    check_types,
+    describe_signature,
+    refresh_exact_buffers,
+    register_exact_buffer,
+)
 
 __all__ = ["KernelExpansionModule", "ExpansionCache", "check_gain", "peak_kernel_gain"]
 
@@ -88,60 +98,79 @@ def peak_kernel_gain(gram, kernel_size: int, d: int, stride: int = 1, dilation: 
 # the eval-mode cache
 
 
-def _same_values(saved: Optional[torch.Tensor], current: Optional[torch.Tensor]) -> bool:
+def _stamp(t: Optional[torch.Tensor]):
+    """What identifies the current values of a parameter without reading them (no host synchronisation):
+    the tensor object (weakly), its storage address, autograd's version counter, dtype, device and shape."""
+    if t is None:
+        return None
+    return (weakref.ref(t), t.data_ptr(), t._version, t.dtype, t.device, t.shape)
+
+
+def _same_stamp(saved, current: Optional[torch.Tensor]) -> bool:
     if saved is None or current is None:
         return saved is None and current is None
+    ref, ptr, version, dtype, device, shape = saved
     return (
-        saved.dtype == current.dtype
-        and saved.device == current.device
-        and saved.shape == current.shape
-        and torch.equal(saved, current.detach())
+        ref() is current
+        and current._version == version
+        and current.data_ptr() == ptr
+        and current.dtype == dtype
+        and current.device == device
+        and current.shape == shape
     )
 
 
 class ExpansionCache:
-    """Tensors expanded from some parameters, kept while the parameters hold the same *values*.
+    """Tensors expanded from some parameters, kept while the parameters are unchanged, decided without a host sync.
 
-    :meth:`get` compares the current parameters with a copy of those the cached value was built from (dtype, device,
-    shape and ``torch.equal``: ``O(#parameters)``) and rebuilds on any difference. This sees every way of changing
-    a parameter: in-place edits through ``.data`` (which bypass the parameter's version counter), ``torch.no_grad()``
-    edits, optimiser steps, ``load_state_dict``, ``.to()``, and assigning a new ``Parameter``. A NaN parameter never
-    compares equal, so it is rebuilt on every call (correct, only slower). A value built under
-    ``torch.inference_mode()`` is rebuilt when used outside it (inference tensors cannot enter autograd, e.g. when
-    gradients to the *input* are wanted).
+    :meth:`get` compares a *stamp* of each parameter with the one taken when the cached value was built: the tensor
+    object itself, its storage address, autograd's version counter (``p._version``, bumped by every in-place
+    operation), dtype, device and shape; it rebuilds on any difference. No value is read, so the check costs no
+    device synchronisation (and works on the ``meta`` device). It sees optimiser steps, ``torch.no_grad()`` in-place
+    edits, ``load_state_dict``, ``vector_to_parameters``, ``.to()`` / ``.double()`` (which also clear the cache),
+    assigning a new ``Parameter`` and assigning new storage through ``p.data = ...``. It does **not** see in-place
+    edits made through ``p.data`` (``p.data.mul_(2)``): ``.data`` is a tensor with its own version counter, invisible
+    to autograd by design. After such an edit call ``module.eval()`` (or ``.train()``) again, which drops the cache,
+    or edit under ``torch.no_grad()`` instead. A value built under ``torch.inference_mode()`` is rebuilt when used
+    outside it (inference tensors cannot enter autograd, e.g. when gradients to the *input* are wanted). Inside
+    ``torch.compile`` nothing is cached (the expansion is traced into the graph).
     """
 
     def __init__(self):
-        self._sources: Optional[Tuple[Optional[torch.Tensor], ...]] = None
+        self._stamps = None
         self._value = None
         self._inference = False
 
     def clear(self) -> None:
-        self._sources = None
+        self._stamps = None
         self._value = None
         self._inference = False
 
     def get(self, sources: Sequence[Optional[torch.Tensor]], build: Callable[[], object]):
-        """The cached value if ``sources`` equal the saved copies, else ``build()`` (run under ``no_grad``) cached."""
+        """The cached value if ``sources`` are unchanged since it was built (see the class docstring), else
+        ``build()`` (run under ``no_grad``), cached."""
         sources = tuple(sources)
-        saved = self._sources
+        saved = self._stamps
         inference = torch.is_inference_mode_enabled()
         if (
             saved is None
             or (self._inference and not inference)
             or len(saved) != len(sources)
-            or not all(map(_same_values, saved, sources))
+            or not all(map(_same_stamp, saved, sources))
         ):
             with torch.no_grad():
                 value = build()
-                self._sources = tuple(None if t is None else t.detach().clone() for t in sources)
+            self._stamps = tuple(map(_stamp, sources))
             self._value = value
             self._inference = inference
         return self._value
 
     def expand_or_reuse(self, module: torch.nn.Module, expand: Callable[[], object]):
-        """``expand()`` in train mode or when gradients to ``module.weights`` / ``module.bias`` are wanted (and the
-        cache is dropped); otherwise the cached expansion, rebuilt whenever their values change (:meth:`get`)."""
+        """``expand()`` in train mode, when gradients to ``module.weights`` / ``module.bias`` are wanted (and the
+        cache is dropped) or inside ``torch.compile``; otherwise the cached expansion, rebuilt whenever the
+        parameters change (:meth:`get`)."""
+        if torch.compiler.is_compiling():
+            return expand()
         weights, bias = module.weights, module.bias
         needs_graph = torch.is_grad_enabled() and (weights.requires_grad or (bias is not None and bias.requires_grad))
         if module.training or needs_graph:
@@ -210,7 +239,6 @@ class KernelExpansionModule(EquivariantModule):
                 raise TypeError(f"{name} must be True or False, got {flag!r}")
         self._fields_in = FieldLayout(sig_in, self.d)
         self._fields_out = FieldLayout(sig_out, self.d)
-        self._master: Dict[str, torch.Tensor] = {}  # float64 originals of the floating buffers
         self._cache = ExpansionCache()
         self._build_kernel_plan()
         self._build_bias_plan(bias)
@@ -218,8 +246,8 @@ class KernelExpansionModule(EquivariantModule):
             self.reset_parameters()
 
     def _add_basis(self, name: str, basis64: torch.Tensor) -> None:
-        self._master[name] = basis64
-        self.register_buffer(name, basis64.to(torch.get_default_dtype()), persistent=False)
+        """A non-persistent floating buffer with its float64 original kept as a buffer (:func:`register_exact_buffer`)."""
+        register_exact_buffer(self, name, basis64)
 
     def _build_kernel_plan(self) -> None:
         """One slice of ``weights`` per pair (in type, out type); the gather index/value of every kernel entry.
@@ -389,7 +417,7 @@ class KernelExpansionModule(EquivariantModule):
 
     def _kernel_and_bias(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Train mode, or gradients to the weights wanted: expand. Eval mode otherwise: the cached expansion, rebuilt
-        whenever the values of ``weights`` / ``bias`` differ from those it was built from (:class:`ExpansionCache`)."""
+        whenever ``weights`` / ``bias`` change (:class:`ExpansionCache`: version counters, no value read)."""
         return self._cache.expand_or_reuse(self, self.expand_parameters)
 
     def train(self, mode: bool = True):
@@ -398,12 +426,10 @@ class KernelExpansionModule(EquivariantModule):
         return super().train(mode)
 
     def _apply(self, fn, *args, **kwargs):
-        # .to() / .double() / .half() ...: the basis buffers are re-rounded from their float64 originals, so a
-        # float32 -> float64 round trip gives the exact basis back.
+        # .to() / .double() / .half() ...: the basis buffers are re-rounded from their float64 originals (buffers on
+        # the same device), so a float32 -> float64 round trip gives the exact basis back.
         out = super()._apply(fn, *args, **kwargs)
-        for name, master in self._master.items():
-            buf = self._buffers[name]
-            self._buffers[name] = master.to(device=buf.device, dtype=buf.dtype)
+        refresh_exact_buffers(self)
         self._cache.clear()
         return out
 
@@ -485,7 +511,10 @@ class KernelExpansionModule(EquivariantModule):
         state["in_type"] = tensor_type(gs, [(k, p, 1) for k, p in sig_in])
         state["out_type"] = tensor_type(gs, [(k, p, 1) for k, p in sig_out])
         state["_cache"] = ExpansionCache()  # (states pickled before the cache class held ``_cache = None``)
+        legacy = state.pop("_master", None)  # pickled before the float64 originals were buffers
         super().__setstate__(state)
+        if legacy:
+            adopt_legacy_masters(self, legacy)
 
     def _repr_tail(self) -> str:
         return (", bias=None" if self.bias is None else "") + f", weights={self.weights.numel()}"

@@ -50,6 +50,8 @@ class FieldMapsModule(TensorFieldModule):
         cstarts = np.concatenate([[0], np.cumsum(n_inv)])
         self.n_coefficients = int(cstarts[-1])
         self._scalar_only = bool((dims == 1).all())
+        # fewest values per channel (batch * pixels) with n D_f > m_f for every field: 2 with a scalar field, else 1
+        self._min_values = int(np.max(np.floor_divide(n_inv, dims), initial=0)) + 1
 
         # (coefficient, channel, value) triples of the block-diagonal basis, built type by type
         pc: List[np.ndarray] = []

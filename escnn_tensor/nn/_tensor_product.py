@@ -317,7 +317,8 @@ class TensorProductNonLinearity(TensorFieldModule):
 
     def _expanded(self):
         """Train mode, or gradients to the parameters wanted: expand. Eval mode otherwise: the cached expansion,
-        rebuilt whenever the values of ``weights`` / ``bias`` change (:class:`escnn_tensor.nn._kernel.ExpansionCache`)."""
+        rebuilt whenever ``weights`` / ``bias`` change
+        (:class:`escnn_tensor.nn._kernel.ExpansionCache`: version counters, no value read)."""
         return self._cache.expand_or_reuse(self, self.expand_parameters)
 
     def train(self, mode: bool = True) -> "TensorProductNonLinearity":

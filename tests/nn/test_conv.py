@@ -13,6 +13,7 @@ import torch
 from escnn import gspaces, nn
 
 import escnn_tensor as et
+from escnn_tensor.nn._fields import exact_buffer_names, exact_original, register_exact_buffer
 from escnn_tensor.groups import action_key
 from escnn_tensor.nn import EquivarianceWarning, GeometricConv
 from escnn_tensor.testing import assert_equivariant, equivariance_errors, random_input
@@ -123,8 +124,9 @@ def test_check_equivariance_offline_every_element_and_can_fail():
     assert max(e for _, e in errors) <= 1e-10
     assert layer.weights.dtype == torch.float32  # the check ran on a copy
     broken = copy.deepcopy(layer)
-    name = next(iter(broken._master))
-    broken._master[name] = torch.randn_like(broken._master[name])  # a non-invariant "basis"
+    name = "_kernel_value"  # the kernel values (float64 original kept as a buffer of its bits)
+    assert name in exact_buffer_names(broken)
+    register_exact_buffer(broken, name, torch.randn_like(exact_original(broken, name)))  # a non-invariant "basis"
     with pytest.raises(AssertionError, match="not equivariant"):
         broken.check_equivariance()
 

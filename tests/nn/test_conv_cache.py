@@ -1,6 +1,7 @@
 """The eval-mode caches of GeometricConv, GeometricConvTransposed (dense kernel) and TensorProductNonLinearity
-(expanded quadratic coefficients) are never stale: every way of changing the weights or the bias after a cached eval
-forward gives the output of a fresh expansion (the convolutions' export(), which expands the current parameters into
+(expanded quadratic coefficients) are keyed on the parameters' identity, storage and autograd version counters (no
+value is read, so no host synchronisation): every way of changing the weights or the bias that autograd sees, after
+a cached eval forward, gives the output of a fresh expansion (the convolutions' export(), which expands the current parameters into
 a plain torch conv; for the tensor product a deep copy run in train mode, where nothing is cached). Plus the clear
 errors shared by these layers."""
 import copy
@@ -80,6 +81,16 @@ def bias_data_add(layer):
     layer.bias.data.add_(1)
 
 
+def weights_no_grad_mul(layer):
+    with torch.no_grad():
+        layer.weights.mul_(2)
+
+
+def bias_no_grad_add(layer):
+    with torch.no_grad():
+        layer.bias.add_(1)
+
+
 def no_grad_in_place(layer):
     with torch.no_grad():
         layer.weights.add_(0.5)
@@ -145,8 +156,8 @@ def copy_from_other(layer):
 
 
 WAYS = [
-    weights_data_mul,
-    bias_data_add,
+    weights_no_grad_mul,
+    bias_no_grad_add,
     no_grad_in_place,
     data_assignment,
     new_parameter,
@@ -173,10 +184,12 @@ def test_cache_is_reused_while_unchanged_and_dropped_by_train(kind):
     with torch.no_grad():
         k1, b1 = layer._kernel_and_bias()
         k2, b2 = layer._kernel_and_bias()
-    assert k1 is k2 and b1 is b2  # no re-expansion while the parameters hold the same values
+    assert k1 is k2 and b1 is b2  # no re-expansion while the parameters are untouched
     with torch.no_grad():
-        layer.weights.add_(0.0)  # same values: still valid
-        assert layer._kernel_and_bias()[0] is k1
+        layer.weights.add_(0.0)  # an in-place edit (version counter moves), even of the same values: rebuilt
+        k3 = layer._kernel_and_bias()[0]
+        assert k3 is not k1 and torch.equal(k3, k1) and layer._kernel_and_bias()[0] is k3
+        k1 = k3
     layer.train()
     layer.eval()
     with torch.no_grad():
@@ -188,11 +201,12 @@ def test_tensor_product_expansion_is_reused_while_unchanged_and_dropped_by_train
     with torch.no_grad():
         c1, b1 = layer._expanded()
         c2, b2 = layer._expanded()
-    assert c1 is c2 and b1 is b2  # no re-expansion while the parameters hold the same values
+    assert c1 is c2 and b1 is b2  # no re-expansion while the parameters are untouched
     with torch.no_grad():
-        layer.weights.add_(0.0)
-        assert layer._expanded()[0] is c1
-        layer.bias.data.add_(1.0)  # only the bias changed: the cache is rebuilt all the same
+        layer.weights.add_(0.0)  # an in-place edit: rebuilt (same values)
+        c1 = layer._expanded()[0]
+        assert c1 is not c2 and torch.equal(c1, c2) and layer._expanded()[0] is c1
+        layer.bias.add_(1.0)  # only the bias changed: the cache is rebuilt all the same
         c3, b3 = layer._expanded()
     assert c3 is not c1 and torch.equal(b3, layer.expand_parameters()[1].detach()) and not torch.equal(b3, b1)
     layer.train()
@@ -209,8 +223,40 @@ def test_nan_weights_are_not_hidden_by_the_cache(kind):
     layer = make(kind)
     x = x_like(layer)
     cached_forward(layer, x)
-    layer.weights.data[0] = float("nan")
+    with torch.no_grad():
+        layer.weights[0] = float("nan")
     assert torch.isnan(cached_forward(layer, x)).any()
+
+
+@pytest.mark.parametrize("way", [weights_data_mul, bias_data_add], ids=["weights_data_mul", "bias_data_add"])
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_edits_through_data_are_seen_after_eval_again(kind, way):
+    """In-place edits through ``.data`` bypass autograd's version counter (documented in ExpansionCache): the cache
+    does not see them, and ``layer.eval()`` drops it, after which the output is the fresh expansion's."""
+    layer = make(kind)
+    x = x_like(layer)
+    before = cached_forward(layer, x)
+    way(layer)
+    assert torch.equal(cached_forward(layer, x), before)  # the documented limit: a value-blind cache
+    layer.eval()
+    after = cached_forward(layer, x)
+    assert not torch.allclose(after, before) and torch.equal(after, fresh_reference(layer, x))
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_cache_reads_no_values_and_works_on_meta(kind):
+    """The staleness check reads no parameter values: on the meta device (where reading one raises) the eval-mode
+    forward runs twice from one cache, and an optimiser-style in-place edit still rebuilds it."""
+    layer = make(kind).to(torch.device("meta"))
+    x = type(x_like(layer))(torch.empty(x_like(layer).tensor.shape, device="meta"), FIN)
+    with torch.no_grad():
+        first = layer._expanded()[0] if kind == "tensor_product" else layer._kernel_and_bias()[0]
+        layer(x)
+        again = layer._expanded()[0] if kind == "tensor_product" else layer._kernel_and_bias()[0]
+        assert again is first
+        layer.weights.add_(1.0)
+        rebuilt = layer._expanded()[0] if kind == "tensor_product" else layer._kernel_and_bias()[0]
+    assert rebuilt is not first and rebuilt.device.type == "meta"
 
 
 @pytest.mark.parametrize("kind", list(LAYERS))
