@@ -13,7 +13,8 @@ import escnn_tensor as et
 from escnn_tensor import grid, plotting
 from escnn_tensor._pickling import rebuild_gspace
 from escnn_tensor.groups import action_key, check_dimension, check_gspace, check_signed_permutation
-from escnn_tensor.image import GeometricImage, MultiImage, from_geometric_tensor, to_geometric_tensor
+from escnn_tensor.image import GeometricImage, MultiImage, from_geometric_tensor, functional, time_series, to_geometric_tensor
+from escnn_tensor.models import GroupAverage, autoregressive_map
 from escnn_tensor import data as etdata
 from escnn_tensor.models import DilResNet, ResNet, UNet
 from escnn_tensor.nn import (
@@ -160,7 +161,10 @@ BAD_INPUTS = [
     # ---- GeometricImage ---------------------------------------------------------------------------------------
     row("GeometricImage numpy data", lambda: GeometricImage(np.zeros((3, 3)), 1, 2), TypeError, r"data must be a torch tensor.*got ndarray"),
     row("GeometricImage integer data", lambda: GeometricImage(torch.zeros(3, 3, dtype=torch.int64), 1, 2), TypeError, r"data must be a floating-point tensor, got dtype torch\.int64"),
-    row("GeometricImage non-square", lambda: GeometricImage(torch.zeros(3, 4), 1, 2), ValueError, r"spatial axes must have equal sizes.*\(3, 4\)"),
+    row("GeometricImage rotation of a rectangle", lambda: GeometricImage(torch.zeros(3, 4), 1, 2).times_group_element(np.array([[0, -1], [1, 0]])), ValueError, r"does not map the grid \(3, 4\) onto itself.*flips, the group D2"),
+    row("GeometricImage + batch 1 and 3", lambda: img(batch=(1,)) + img(batch=(3,)), ValueError, r"\+: images must have the same batch shape \(no broadcasting\), got batch shapes \(1,\) and \(3,\)"),
+    row("GeometricImage * batch 3 and 1", lambda: img(batch=(3,)) * img(batch=(1,)), ValueError, r"\*: images must have the same batch shape \(no broadcasting\), got batch shapes \(3,\) and \(1,\)"),
+    row("GeometricImage.zeros N string", lambda: GeometricImage.zeros("5", 1, 1, 2), TypeError, r"N must be an integer"),
     row("GeometricImage tensor axis size", lambda: GeometricImage(torch.zeros(3, 3, 3), 1, 2), ValueError, r"tensor axes must all have size D=2"),
     row("GeometricImage parity 0", lambda: GeometricImage(torch.zeros(3, 3), 0, 2), ValueError, r"parity must be \+1 .*ginjax"),
     row("GeometricImage D=4", lambda: GeometricImage(torch.zeros(3, 3), 1, 4), ValueError, r"D must be 2 or 3"),
@@ -185,7 +189,28 @@ BAD_INPUTS = [
     # ---- MultiImage -------------------------------------------------------------------------------------------
     row("MultiImage wrong value shape", lambda: MultiImage({(1, 1): torch.zeros(2, 1, 5, 5)}, 2), ValueError, r"value of key \(k=1, parity=\+1\) must have shape \(B, C, N,\)\*2 \+ \(2,\)\*1"),
     row("MultiImage ginjax parity key", lambda: MultiImage({(1, 0): torch.zeros(2, 1, 5, 5, 2)}, 2), ValueError, r"parity in key must be \+1 .*ginjax"),
-    row("MultiImage empty", lambda: MultiImage({}, 2), ValueError, r"a MultiImage needs at least one \(k, parity\) entry"),
+    row("MultiImage.append other grid", lambda: multi().append(1, -1, torch.zeros(2, 1, 4, 4, 2, dtype=torch.float64)), ValueError, r"append: image_block for key \(k=1, parity=-1\) must match \(2, 1, 5, 5, 2\)"),
+    row("MultiImage.append ginjax parity", lambda: multi().append(1, 0, torch.zeros(2, 1, 5, 5, 2)), ValueError, r"parity in key must be \+1 .*ginjax"),
+    row("MultiImage item assignment other batch", lambda: multi().__setitem__((2, 1), torch.zeros(3, 1, 5, 5, 2, 2, dtype=torch.float64)), ValueError, r"all values must share batch size and grid size"),
+    row("MultiImage.expand size not dividing", lambda: multi().expand(1, 3), ValueError, r"expand: size must be a positive integer dividing axis 1"),
+    row("MultiImage.combine_axes to one axis", lambda: multi().combine_axes((0, 1)), ValueError, r"combine_axes: axes must be 2 or more adjacent leading axes .*leaving at least the batch and channel axes"),
+    row("MultiImage.get_subset scalar", lambda: multi().get_subset(torch.tensor(0)), ValueError, r"get_subset: idxs must be a 1-D sequence of integer indices"),
+    row("MultiImage.get_one keepdims=False", lambda: multi().get_one(0, keepdims=False), ValueError, r"would leave no batch axis"),
+    row("MultiImage.from_scalar_multi_image wrong count", lambda: multi().to_scalar_multi_image().from_scalar_multi_image({(1, 1): 5}), ValueError, r"needs 10 scalar channels, got 4"),
+    row("MultiImage.concat_inverse too many", lambda: multi().concat_inverse({(0, 1): 3}), ValueError, r"asks 3 entries of key \(0, 1\) along axis 1, which has 2"),
+    row("MultiImage.from_vector wrong length", lambda: MultiImage.from_vector(torch.zeros(3), multi()), ValueError, r"vector must be a 1-D tensor of multi_image.size\(\) = 200 values"),
+    row("to_geometric_tensor empty", lambda: to_geometric_tensor(MultiImage({}, 2), GS2), ValueError, r"needs a MultiImage with the \(batch, channels\) leading axes, got 0"),
+    row("time_series_idxs no window", lambda: time_series.time_series_idxs(4, 2, 1, 5), ValueError, r"no window of past_steps=4 \+ future_steps=2 steps"),
+    row("autoregressive_step future_steps 2", lambda: time_series.autoregressive_step(multi(), multi(), 1, future_steps=2), ValueError, r"future_steps must be 1, got 2"),
+    row("functional.convolve in_c mismatch", lambda: functional.convolve(2, torch.zeros(1, 2, 5, 5), torch.zeros(1, 3, 3, 3), True), ValueError, r"convolve: the second axes \(in_c\) of image and filter_image must be equal"),
+    row("functional.convolve lhs_dilation", lambda: functional.convolve(2, torch.zeros(1, 1, 5, 5), torch.zeros(1, 1, 3, 3), True, lhs_dilation=(2, 2)), ValueError, r"lhs_dilation .* is not supported"),
+    row("functional.parse_shape data", lambda: functional.parse_shape(torch.zeros(5, 5, 2), 2), TypeError, r"shape must be a tuple of integers"),
+    row("functional.get_contraction_indices odd", lambda: functional.get_contraction_indices(3, 2), ValueError, r"initial_k - final_k must be even"),
+    row("functional.multicontract repeated index", lambda: functional.multicontract(torch.zeros(2, 2, 2), ((0, 0),)), ValueError, r"indices must be distinct \(i, j\) pairs"),
+    row("GroupAverage type mismatch", lambda: GroupAverage(lambda t: t, T2, T3), ValueError, r"in_type and out_type must share a gspace"),
+    row("GroupAverage model output shape", lambda: GroupAverage(lambda t: t[:, :1], T2, T2)(gt2()), ValueError, r"the model must return a tensor \(B, 3, \*grid\)"),
+    row("autoregressive_map type change", lambda: autoregressive_map(lambda x: enn.GeometricTensor(x.tensor[:, :1], et.tensor_type(GS2, [(0, 1, 1)])), gt2(), 2), ValueError, r"the prediction must have the input's field type and shape"),
+    row("autoregressive_map steps 0", lambda: autoregressive_map(lambda x: x, gt2(), 0), ValueError, r"steps must be an integer >= 1, got 0"),
     row("MultiImage list data", lambda: MultiImage([torch.zeros(1)], 2), TypeError, r"data must be a mapping \{\(k, parity\): tensor\}, got list"),
     row("MultiImage integer values", lambda: MultiImage({(0, 1): torch.zeros(2, 1, 5, 5, dtype=torch.int32)}, 2), TypeError, r"value of key \(0, 1\) must be a floating-point torch tensor"),
     row("MultiImage batch differs between keys", lambda: MultiImage({(0, 1): torch.zeros(1, 1, 5, 5), (1, 1): torch.zeros(3, 1, 5, 5, 2)}, 2), ValueError, r"all values must share batch size and grid size"),

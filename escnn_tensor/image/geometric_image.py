@@ -28,16 +28,19 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from escnn.gspaces import GSpace
 
-from ..grid import per_axis, resolve_padding
+from ..grid import per_axis
 from ..groups import check_dimension, is_integer
 from ..representations import check_order, check_parity
 from . import functional as fn
 from .functional import as_signed_permutation, levi_civita_symbol
 
 __all__ = ["GeometricImage"]
+
+
+def _grid_str(spatial: Tuple[int, ...]) -> str:
+    return f"N={spatial[0]}" if len(set(spatial)) == 1 else f"sides {spatial}"
 
 IntOrTuple = Union[int, Sequence[int]]
 Padding = Union[None, str, int, Sequence[Tuple[int, int]]]
@@ -49,9 +52,11 @@ class GeometricImage:
     r"""A tensor image on a ``D``-dimensional pixel grid, with ginjax's operations (in PyTorch).
 
     Args:
-        data: a floating-point torch tensor of shape ``(*batch, N, ..., N, D, ..., D)`` (``D`` spatial axes of
-            equal size ``N``, then ``k`` tensor axes of size ``D``), in grid layout (see module docs). Without
-            ``k`` there are no batch axes and ``k = data.dim() - D``.
+        data: a floating-point torch tensor of shape ``(*batch, N_1, ..., N_D, D, ..., D)`` (``D`` spatial axes,
+            then ``k`` tensor axes of size ``D``), in grid layout (see module docs). Without ``k`` there are no
+            batch axes and ``k = data.dim() - D``. The grid may be rectangular (``N_i`` differ); then only the
+            group elements that keep every axis among axes of its length act (the flips of a rectangle), see
+            :meth:`times_group_element`.
         parity: ``+1`` (tensor) or ``-1`` (pseudotensor). ginjax's ``0``/``1`` are rejected with a hint.
         D: 2 or 3.
         is_torus: ``True`` (default, periodic boundaries like ginjax), ``False``, or a tuple of ``D`` bools.
@@ -87,12 +92,6 @@ class GeometricImage:
             raise ValueError(
                 f"data of shape {tuple(data.shape)} has fewer than D + k = {D + k} axes (D={D}, k={k})"
             )
-        spatial = tuple(data.shape[lead : lead + D])
-        if len(set(spatial)) != 1:
-            raise ValueError(
-                f"spatial axes must have equal sizes (a square/cubic grid), got {spatial} in data of shape "
-                f"{tuple(data.shape)} (D={D}, k={k})"
-            )
         if tuple(data.shape[lead + D :]) != (D,) * k:
             raise ValueError(
                 f"tensor axes must all have size D={D}: expected data shape (*batch, N,)*{D} + ({D},)*{k}, got "
@@ -104,11 +103,44 @@ class GeometricImage:
         self.k = k
         self.is_torus = fn.check_is_torus(is_torus, D)
 
+    # ---- constructors ----------------------------------------------------------------------------------
+    @classmethod
+    def zeros(
+        cls,
+        N: Union[int, Sequence[int]],
+        k: int,
+        parity: int,
+        D: int,
+        is_torus: Union[bool, Tuple[bool, ...]] = True,
+        dtype: Optional[torch.dtype] = None,
+        device=None,
+    ) -> "GeometricImage":
+        """An image of zeros (ginjax's ``GeometricImage.zeros``): data of shape ``spatial + (D,)*k``, where ``N``
+        is the side of a square/cubic grid or a tuple of ``D`` sides (``spatial``). ``dtype`` defaults to torch's
+        default dtype."""
+        D = check_dimension(D, "D")
+        spatial = per_axis(N, D, "N")
+        k = check_order(k)
+        return cls(torch.zeros(spatial + (D,) * k, dtype=dtype, device=device), parity, D, is_torus, k=k)
+
+    def __getitem__(self, key) -> torch.Tensor:
+        """``self.data[key]``: a tensor (ginjax's indexing; e.g. ``img[0, 5, 0, 1]``, ``img[4:, 2:3]``)."""
+        return self.data[key]
+
     # ---- basic info ----------------------------------------------------------------------------------
     @property
     def N(self) -> int:
-        """Side length of the grid."""
-        return self.data.shape[self.n_batch]
+        """Side length of a square/cubic grid (``ValueError`` on a rectangular one: use :attr:`spatial_dims`)."""
+        spatial = self.spatial_dims
+        if len(set(spatial)) != 1:
+            raise ValueError(f"the grid {spatial} is not square/cubic, so it has no single side N; use spatial_dims")
+        return spatial[0]
+
+    @property
+    def _grid(self):
+        """``N`` on a square/cubic grid, else the tuple of sides (for comparisons and messages)."""
+        spatial = self.spatial_dims
+        return spatial[0] if len(set(spatial)) == 1 else spatial
 
     @property
     def n_batch(self) -> int:
@@ -121,11 +153,12 @@ class GeometricImage:
 
     @property
     def spatial_dims(self) -> Tuple[int, ...]:
-        return (self.N,) * self.D
+        """The grid's sides ``(N_1, .., N_D)``."""
+        return tuple(self.data.shape[self.n_batch : self.n_batch + self.D])
 
     def __repr__(self) -> str:
         return (
-            f"GeometricImage(D={self.D}, N={self.N}, k={self.k}, parity={self.parity:+d}, "
+            f"GeometricImage(D={self.D}, spatial_dims={self.spatial_dims}, k={self.k}, parity={self.parity:+d}, "
             f"batch_shape={self.batch_shape}, is_torus={self.is_torus}, dtype={self.data.dtype})"
         )
 
@@ -153,11 +186,20 @@ class GeometricImage:
     def _check_same_type(self, other, op: str) -> None:
         if not isinstance(other, GeometricImage):
             raise TypeError(f"{op}: expected a GeometricImage, got {type(other).__name__}")
-        mine = (self.D, self.N, self.k, self.parity, self.is_torus)
-        theirs = (other.D, other.N, other.k, other.parity, other.is_torus)
+        mine = (self.D, self._grid, self.k, self.parity, self.is_torus)
+        theirs = (other.D, other._grid, other.k, other.parity, other.is_torus)
         if mine != theirs:
             raise ValueError(
                 f"{op}: images must have the same (D, N, k, parity, is_torus), got {mine} and {theirs}"
+            )
+        self._check_same_batch(other, op)
+
+    def _check_same_batch(self, other: "GeometricImage", op: str) -> None:
+        """One rule with :class:`MultiImage`: no broadcasting of batch axes (``ValueError`` naming both)."""
+        if self.batch_shape != other.batch_shape:
+            raise ValueError(
+                f"{op}: images must have the same batch shape (no broadcasting), got batch shapes "
+                f"{self.batch_shape} and {other.batch_shape}"
             )
 
     def __add__(self, other: "GeometricImage") -> "GeometricImage":
@@ -178,8 +220,8 @@ class GeometricImage:
         (ginjax's ``TINY``)."""
         if not isinstance(other, GeometricImage):
             raise TypeError(f"allclose: other must be a GeometricImage, got {type(other).__name__}")
-        mine = (self.D, self.N, self.k, self.parity, self.is_torus, tuple(self.data.shape))
-        theirs = (other.D, other.N, other.k, other.parity, other.is_torus, tuple(other.data.shape))
+        mine = (self.D, self.k, self.parity, self.is_torus, tuple(self.data.shape))
+        theirs = (other.D, other.k, other.parity, other.is_torus, tuple(other.data.shape))
         if mine != theirs:
             return False
         return fn.allclose(self.data, other.data, rtol, atol)
@@ -197,14 +239,15 @@ class GeometricImage:
 
         The tensor product of orders ``k1``, ``k2`` has order ``k1 + k2`` with ``self``'s indices first:
         ``out[..., i_1..i_k1, j_1..j_k2] = self[..., i] * other[..., j]``; its parity is the product of the
-        parities (ginjax: the sum mod 2). Batch axes broadcast.
+        parities (ginjax: the sum mod 2). Batch shapes must be equal (no broadcasting, as for ``+``).
         """
         if isinstance(other, GeometricImage):
-            if (self.D, self.N, self.is_torus) != (other.D, other.N, other.is_torus):
+            if (self.D, self._grid, self.is_torus) != (other.D, other._grid, other.is_torus):
                 raise ValueError(
-                    f"*: images must have the same (D, N, is_torus), got {(self.D, self.N, self.is_torus)} and "
-                    f"{(other.D, other.N, other.is_torus)}"
+                    f"*: images must have the same (D, N, is_torus), got {(self.D, self._grid, self.is_torus)} and "
+                    f"{(other.D, other._grid, other.is_torus)}"
                 )
+            self._check_same_batch(other, "*")
             data = fn.tensor_product(self.data, self.k, other.data, other.k)
             return self._new(data, parity=self.parity * other.parity, k=self.k + other.k)
         if isinstance(other, numbers.Number) or (isinstance(other, torch.Tensor) and other.dim() == 0):
@@ -260,41 +303,12 @@ class GeometricImage:
                 f"filter_image must be a {self.D}D image without batch axes, got D={filter_image.D} with batch "
                 f"shape {filter_image.batch_shape}"
             )
-        D, ka, kb, Mf = self.D, self.k, filter_image.k, filter_image.N
-        stride_t = per_axis(stride, D, "stride")
-        dil = per_axis(dilation, D, "dilation")
-        x = self.data.reshape((-1,) + self.spatial_dims + (D**ka,))
-        x = x.movedim(-1, 1)  # (B, D^ka, N..)
-        x = self._pad(x, padding, Mf, dil)
-        ca, cb = D**ka, D**kb
-        w = filter_image.data.to(x.dtype).reshape((Mf,) * D + (cb,)).movedim(-1, 0)  # (cb, M..)
-        w = w.unsqueeze(1).repeat((ca,) + (1,) * (D + 1))  # (ca*cb, 1, M..): out channel i*cb + j = filter j
-        conv = F.conv2d if D == 2 else F.conv3d
-        y = conv(x, w, stride=stride_t, dilation=dil, groups=ca)  # (B, ca*cb, N'..)
-        y = y.movedim(1, -1)
-        y = y.reshape(self.batch_shape + tuple(y.shape[1 : 1 + D]) + (D,) * (ka + kb))
+        D, ka, kb = self.D, self.k, filter_image.k
+        x = self.data.reshape((-1, 1) + self.spatial_dims + (D,) * ka)
+        w = filter_image.data.reshape((1, 1) + filter_image.spatial_dims + (D,) * kb)
+        y = fn.convolve(D, x, w, self.is_torus, stride=stride, padding=padding, rhs_dilation=dilation)
+        y = y.reshape(self.batch_shape + tuple(y.shape[2:]))
         return self._new(y, parity=self.parity * filter_image.parity, k=ka + kb)
-
-    def _pad(self, x: torch.Tensor, padding: Padding, M: int, dil: Tuple[int, ...]) -> torch.Tensor:
-        """Pad ``x`` ``(B, C, N..)`` with the project's padding vocabulary (:mod:`escnn_tensor.grid`) plus
-        ``'torus'``: ``'same'`` amounts, wrapped around on the periodic axes and zero on the others."""
-        D = self.D
-        if padding is None:
-            padding = "torus" if any(self.is_torus) else "same"
-        torus = isinstance(padding, str) and padding.lower() == "torus"
-        if isinstance(padding, str) and padding.lower() in ("torus", "same") and M % 2 == 0:
-            raise ValueError(
-                f"padding={padding!r} needs an odd filter side (the centre is a pixel), got {M}; give the "
-                f"padding explicitly as an int or (before, after) pairs, or 'VALID'"
-            )
-        pairs = resolve_padding("same" if torus else padding, D, M, dil)
-        if torus:
-            for i in range(D):
-                if self.is_torus[i]:
-                    x = fn.wrap_pad(x, 2 + i, *pairs[i])
-                    pairs[i] = (0, 0)
-        flat = [p for pair in reversed(pairs) for p in pair]  # F.pad wants the last axis first
-        return F.pad(x, flat) if any(flat) else x
 
     # ---- contractions, transposes ----------------------------------------------------------------------
     def _check_index(self, i, name: str) -> int:
@@ -311,13 +325,16 @@ class GeometricImage:
 
     def multicontract(self, indices: Sequence[Tuple[int, int]]) -> "GeometricImage":
         """Several contractions at once: ``indices`` is a sequence of pairs ``(i, j)`` of distinct tensor
-        indices (numbered in ``self``, before any contraction); the rest keep their order."""
+        indices (numbered in ``self``, before any contraction); the rest keep their order. An empty sequence is
+        the identity (as in ginjax), for any ``k``."""
         try:
             pairs = [tuple(p) for p in indices]
         except TypeError:
             pairs = [None]
-        if not pairs or any(p is None or len(p) != 2 for p in pairs):
-            raise ValueError(f"indices must be a non-empty sequence of (i, j) pairs, got {indices!r}")
+        if any(p is None or len(p) != 2 for p in pairs):
+            raise ValueError(f"indices must be a sequence of (i, j) pairs, got {indices!r}")
+        if not pairs:
+            return self._new(self.data)
         flat = [self._check_index(i, "contraction index") for p in pairs for i in p]
         if len(set(flat)) != len(flat):
             raise ValueError(f"contraction indices must all be distinct, got {indices!r}")
@@ -386,9 +403,11 @@ class GeometricImage:
         ``GroupElement`` (its matrix is :func:`escnn_tensor.group_matrix` on ``gspace``, default
         ``hyperoctahedral_gspace(D)``). Same convention as ginjax's ``times_group_element(gg)`` and as escnn's
         ``GeometricTensor.transform``. ``is_torus`` is permuted with the axes. The result is a pure index
-        permutation with sign flips, so it is bit-exact.
+        permutation with sign flips, so it is bit-exact. On a rectangular grid only the elements that exchange
+        axes of equal length act (the flips of a rectangle); others raise ``ValueError``.
         """
         M = as_signed_permutation(g, self.D, gspace)
+        fn.check_grid_allows(M, self.spatial_dims)
         data = fn.act(self.data, M, self.k, self.parity, self.D)
         return self._new(data, is_torus=fn.rotate_is_torus(self.is_torus, M))
 
@@ -406,14 +425,15 @@ class GeometricImage:
     def _patches(self, size: int) -> torch.Tensor:
         """``(*batch, N/size, .., size**D, *tensor)``: non-overlapping patches, pixels in row-major order."""
         size = per_axis(size, 1, "size")[0]
-        if self.N % size:
-            raise ValueError(f"pool size must divide the image side N={self.N}, got {size}")
-        nb, D, n = self.n_batch, self.D, self.N // size
-        x = self.data.reshape(self.batch_shape + sum(((n, size) for _ in range(D)), ()) + (D,) * self.k)
+        if any(n % size for n in self.spatial_dims):
+            raise ValueError(f"pool size must divide the image side {_grid_str(self.spatial_dims)}, got {size}")
+        nb, D = self.n_batch, self.D
+        ns = [n // size for n in self.spatial_dims]
+        x = self.data.reshape(self.batch_shape + sum(((n, size) for n in ns), ()) + (D,) * self.k)
         order = list(range(nb)) + [nb + 2 * i for i in range(D)] + [nb + 2 * i + 1 for i in range(D)]
         order += list(range(nb + 2 * D, x.dim()))
         x = x.permute(order)
-        return x.reshape(self.batch_shape + (n,) * D + (size**D,) + (D,) * self.k)
+        return x.reshape(self.batch_shape + tuple(ns) + (size**D,) + (D,) * self.k)
 
     def max_pool(self, size: int) -> "GeometricImage":
         """In every ``size**D`` patch keep the pixel of largest norm (ginjax's ``max_pool`` with

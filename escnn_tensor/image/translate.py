@@ -56,6 +56,11 @@ def to_geometric_tensor(multi_image: MultiImage, gspace: GSpace) -> GeometricTen
         raise ValueError(
             f"gspace {gspace.name} acts on R^{d}, but the MultiImage has D={multi_image.D}"
         )
+    if multi_image.n_leading != 2:
+        raise ValueError(
+            f"to_geometric_tensor needs a MultiImage with the (batch, channels) leading axes, got "
+            f"{multi_image.n_leading} leading axes (combine_axes merges extra ones; an empty MultiImage has none)"
+        )
     blocks = []
     for (k, _), x in multi_image.items():
         B, C = x.shape[:2]

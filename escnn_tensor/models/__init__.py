@@ -16,10 +16,15 @@ and returning one of ``out_type`` on the same grid, in 2D or 3D. The family pick
 ``params=N`` picks the hidden size so that the model has ``N`` trainable parameters within +-10%, so the
 families can be compared at equal parameter counts. :data:`MODELS` maps the names ``'resnet'``, ``'unet'``,
 ``'dilresnet'`` to the classes.
+
+:class:`GroupAverage` makes any model exactly equivariant by averaging over the group (|G| forwards);
+:func:`autoregressive_map` rolls a time-series model out (the harness's rollouts).
 """
 from ._architectures import DilResNet, ResNet, UNet
 from ._base import PARAMS_TOLERANCE, TensorFieldModel, count_parameters
 from ._families import ACTIVATIONS, FAMILIES, NONLINEARITIES, NORMS, hidden_tensor_types
+from ._group_average import FieldAction, GroupAverage
+from ._rollout import autoregressive_map, autoregressive_step
 
 #: model names (as the comparison harness spells them) -> classes
 MODELS = {"resnet": ResNet, "unet": UNet, "dilresnet": DilResNet}
@@ -37,4 +42,8 @@ __all__ = [
     "PARAMS_TOLERANCE",
     "count_parameters",
     "hidden_tensor_types",
+    "GroupAverage",
+    "FieldAction",
+    "autoregressive_step",
+    "autoregressive_map",
 ]
