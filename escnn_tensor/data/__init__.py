@@ -14,10 +14,21 @@ size, seed)``, each task giving escnn-layout float64 ``inputs`` / ``targets`` an
 - ``magnetostatics-3d``: current density (vector) -> magnetic field (pseudovector), 3D;
   :mod:`~escnn_tensor.data.magnetostatics`.
 
+Data from files and arrays (:mod:`escnn_tensor.data.readers`): a TOML dataset spec (:func:`read_spec`) or
+arrays with declared fields (:func:`from_arrays`) give a :class:`FileTask` on any grid, with its symmetry group
+(:mod:`~escnn_tensor.data.grids`); :func:`load_splits` gives the :class:`Splits` of any task (built-in or from
+data), split by trajectory, read lazily from large files; :class:`DataError` is the one-line error of bad data.
+
 :mod:`escnn_tensor.data.spectral` holds the shared spectral calculus (derivatives with the Nyquist wavenumber
 zeroed, so that every operator commutes with the symmetries of the grid).
 """
 from . import boussinesq, gravity, magnetostatics, navier_stokes, spectral, subgrid, tidal
+from .errors import DataError
+from .fields import Field, escnn_to_grid_layout, grid_to_escnn_layout
+from .file_task import FileTask, from_arrays
+from .grids import grid_symmetry
+from .readers.spec import read_spec
+from .splits import LazySplit, Splits, TensorSplit, Trajectories, load_splits
 from .tasks import (
     TASKS,
     BoussinesqFluxTask,
@@ -55,4 +66,17 @@ __all__ = [
     "MagnetostaticsTask",
     "default_cache_dir",
     "cache_path",
+    "DataError",
+    "Field",
+    "FileTask",
+    "from_arrays",
+    "read_spec",
+    "load_splits",
+    "Splits",
+    "TensorSplit",
+    "LazySplit",
+    "Trajectories",
+    "grid_symmetry",
+    "grid_to_escnn_layout",
+    "escnn_to_grid_layout",
 ]

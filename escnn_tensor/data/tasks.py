@@ -70,9 +70,11 @@ class TensorFieldData:
     """A generated data set: inputs and targets in escnn layout, float64, and where they came from.
 
     Attributes:
-        inputs: ``(B, C_in, N, ..., N)``; the fields of ``in_fields``.
-        targets: ``(B, C_out, N, ..., N)``; the fields of ``out_fields``.
-        task, size, seed, options: the arguments that made it (``options`` with every default filled in).
+        inputs: ``(B, C_in, *grid[::-1])``; the fields of ``in_fields`` (escnn layout: spatial axes ``(-y, x)`` /
+            ``(-z, -y, x)``, so the spatial shape is the grid reversed).
+        targets: ``(B, C_out, *grid[::-1])``; the fields of ``out_fields``.
+        task, size, seed, options: the arguments that made it (``options`` with every default filled in);
+            ``size`` is the side of a square / cubic grid, ``None`` for any other grid (see :attr:`grid`).
         d: 2 or 3.
         in_fields, out_fields: ``((k, parity, multiplicity), ...)`` as accepted by :func:`escnn_tensor.tensor_type`.
     """
@@ -89,6 +91,11 @@ class TensorFieldData:
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
+
+    @property
+    def grid(self) -> Tuple[int, ...]:
+        """``(n_x, n_y[, n_z])``: the number of grid points along each axis (any shape, not only ``N^d``)."""
+        return tuple(self.inputs.shape[2:])[::-1]
 
     def in_type(self, gspace: GSpace) -> FieldType:
         """``tensor_type(gspace, in_fields)``."""
@@ -629,12 +636,25 @@ def _check_seed(seed: Any) -> int:
 
 
 
-def get_task(name: Union[str, Task], **options: Any) -> Task:
+def get_task(name: Union[str, Task, os.PathLike], **options: Any) -> Task:
     """The task ``name`` with ``options`` (a new instance; without options the one in :data:`TASKS`).
 
+    ``name`` may also be the path of a dataset spec (a ``.toml`` file; :func:`escnn_tensor.data.read_spec`) or a
+    :class:`~escnn_tensor.data.FileTask`, returned as they are (they take no options).
+
     Raises ``ValueError`` for an unknown name (listing the known ones), ``TypeError`` / ``ValueError`` for
-    unknown or bad options.
+    unknown or bad options; :class:`~escnn_tensor.data.DataError` (a ``ValueError``) for a bad spec.
     """
+    from .file_task import FileTask
+
+    if isinstance(name, FileTask) or (isinstance(name, (str, os.PathLike)) and str(name).endswith(".toml")):
+        if options:
+            raise TypeError(f"a task read from data takes no options, got {sorted(options)}")
+        if isinstance(name, FileTask):
+            return name
+        from .readers.spec import read_spec
+
+        return read_spec(name)
     if isinstance(name, Task):
         return type(name)(**{**name.options, **options}) if options else name
     if not isinstance(name, str):
