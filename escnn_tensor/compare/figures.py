@@ -537,8 +537,8 @@ def _rollout_series(rows: Sequence[Row]):
 
 def make_rollout_figure(rows: Sequence[Row]):
     """One panel per task: the relative error at every step of the autoregressive rollout (``rollout_errors``),
-    per group, mean over seeds with a finite value at that step, log scale; steps where every seed diverged are
-    gaps, and the group gets "(diverged from step s)" in the legend. ``None`` if no row has ``rollout_errors``."""
+    per group (colour: family, line style: ``n_train``), mean over seeds with a finite value at that step, log
+    scale; steps where every seed diverged are gaps, and the group gets "(diverged from step s)" in the legend. ``None`` if no row has ``rollout_errors``."""
     data = _rollout_series(rows)
     if not data:
         return None
@@ -546,12 +546,15 @@ def make_rollout_figure(rows: Sequence[Row]):
     fig, axes = plt.subplots(1, len(data), figsize=(1.0 + 4.2 * len(data), 3.8), squeeze=False)
     for ax, (task, series) in zip(axes[0], data.items()):
         positive = False
+        sizes = sorted({k[3] for k in series}, key=lambda n: (n is None, n or 0))
+        styles = ["-", "--", ":", "-."]
         for key, (means, _, counts, _) in series.items():
             name = _name(rows, *key)
             gone = np.nonzero(counts == 0)[0]
             if gone.size:
                 name += f" (diverged from step {int(gone[0]) + 1})"
-            ax.plot(np.arange(1, means.size + 1), means, marker=".", color=COLORS.get(key[2], "tab:gray"), label=name)
+            ax.plot(np.arange(1, means.size + 1), means, marker=".", color=COLORS.get(key[2], "tab:gray"), label=name,
+                    linestyle=styles[sizes.index(key[3]) % len(styles)])
             positive = positive or bool((means[np.isfinite(means)] > 0).any())
         if positive:
             ax.set_yscale("log")
