@@ -1,4 +1,5 @@
-r"""Command line of the comparison harness: ``python -m escnn_tensor.compare [options]``.
+r"""Command line of the comparison harness: ``python -m escnn_tensor.compare [run] [options]`` and
+``python -m escnn_tensor.compare merge DIR... --out DIR``.
 
 Trains geometric (GeometricConv + tensor-field layers), steerable (escnn R2Conv/R3Conv on regular fields) and plain
 (torch convolutions on the components) versions of ResNet / UNet / DilResNet on the tensor-field tasks of
@@ -141,6 +142,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data cache directory (default: escnn_tensor.data's)")
     p.add_argument("--data-seed", type=_non_negative, default=0, help="seed of the generated data sets")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--shard", type=_shard, metavar="i/N",
+                   help="run shard i of N of the rows (deterministic by row id; merge the shards' --out "
+                        "directories with the merge subcommand)")
+    return p
+
+
+def _shard(text: str) -> str:
+    from .plan import parse_shard
+
+    try:
+        i, n = parse_shard(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+    return f"{i}/{n}"
+
+
+def build_merge_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m escnn_tensor.compare merge",
+        description="Merge the output directories of the shards of one sweep (runs with --shard i/N) into one: "
+                    "results.json, results.md and the figures, as the unsplit run writes them.",
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="output directories of the shards")
+    p.add_argument("--out", required=True, help="output directory of the merged results")
+    p.add_argument("--partial", action="store_true", help="write the results even if rows are missing")
+    p.add_argument("--no-figures", action="store_true", help="results.json and results.md only")
     return p
 
 
@@ -182,6 +209,7 @@ def parse_args(argv: Optional[List[str]] = None) -> CompareConfig:
         cache_dir=a.data_dir,
         progress=not a.no_progress,
         threads=a.threads,
+        shard=a.shard,
     )
 
 
@@ -192,6 +220,31 @@ def _accepted_options(model: str) -> set:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """The command line: ``[run] [options]`` (the default subcommand) or ``merge DIR... --out DIR``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "merge":
+        return _merge_main(argv[1:])
+    if argv and argv[0] == "run":
+        argv = argv[1:]
+    return _run_main(argv)
+
+
+def _merge_main(argv: List[str]) -> int:
+    from .merge import merge
+
+    parser = build_merge_parser()
+    a = parser.parse_args(argv)
+    try:
+        rows = merge(a.dirs, a.out, figures=not a.no_figures, partial=a.partial)
+    except ValueError as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    if rows:
+        print(open(f"{a.out}/results.md").read())
+    print(f"{len(rows)} rows merged from {len(a.dirs)} directories; results: {a.out}/results.json, {a.out}/results.md")
+    return 0
+
+
+def _run_main(argv: List[str]) -> int:
     config = parse_args(argv)
     t0 = time.perf_counter()
     rows = run_comparison(config)

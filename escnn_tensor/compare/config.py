@@ -1,0 +1,97 @@
+r"""The configuration of a comparison run (:class:`CompareConfig`) and its check before anything is trained
+(:func:`check_config`)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Optional, Sequence
+
+import torch
+
+from ..groups import is_integer
+
+__all__ = ["CompareConfig", "check_config", "config_from_dict"]
+
+
+@dataclasses.dataclass
+class CompareConfig:
+    """The configuration of a comparison run (see :mod:`escnn_tensor.compare.cli` for the meaning of each)."""
+
+    tasks: Sequence[str]
+    models: Sequence[str]
+    families: Sequence[str]
+    augment: bool
+    params: Optional[int]
+    epochs: int
+    n_train: int
+    n_val: int
+    n_test: int
+    size: Optional[int]
+    seeds: Sequence[int]
+    lrs: Sequence[float]
+    batch_size: int
+    dtype: str
+    out: str
+    resume: bool = False
+    model_options: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
+    data_seed: int = 0
+    cache_dir: Optional[str] = None
+    progress: bool = True
+    figures: bool = True
+    threads: Optional[int] = None
+    #: when ``size`` is ``None``: each task's ``'default'`` size (``task.default_size``) or ``'quick'`` size
+    task_size: str = "default"
+    #: ``'i/N'``: run shard i of N of the rows (see :func:`~escnn_tensor.compare.plan.shard`); ``None``: all
+    shard: Optional[str] = None
+
+
+
+
+def check_config(config: CompareConfig) -> None:
+    """Raise ``ValueError`` / ``TypeError`` for a bad configuration before anything is trained.
+
+    Names and numbers are checked, and every (task, model, family) is built once in counting mode (no weights
+    drawn, the global RNG untouched), so bad model options and parameter budgets that a family cannot meet are
+    reported at the start of a run rather than hours into it.
+    """
+    from ..data import get_task
+    from ..groups import hyperoctahedral_gspace
+    from ..models import FAMILIES, MODELS
+    from .plan import variants
+    from .predictor import DTYPES
+
+    for name, values, accepted in (("models", config.models, MODELS), ("families", config.families, FAMILIES)):
+        bad = [v for v in values if v not in accepted]
+        if not values or bad:
+            raise ValueError(f"{name} must be a non-empty list from {list(accepted)}, got {list(values)}")
+    for name in ("epochs", "n_train", "n_val", "n_test", "batch_size"):
+        v = getattr(config, name)
+        if not is_integer(v) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if not config.seeds or not all(is_integer(s) and s >= 0 for s in config.seeds):
+        raise ValueError(f"seeds must be a non-empty list of integers >= 0, got {list(config.seeds)}")
+    if not config.lrs or not all(isinstance(lr, (int, float)) and lr > 0 for lr in config.lrs):
+        raise ValueError(f"lrs must be a non-empty list of positive learning rates, got {list(config.lrs)}")
+    if config.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {config.dtype!r}")
+    if config.task_size not in ("default", "quick"):
+        raise ValueError(f"task_size must be 'default' or 'quick', got {config.task_size!r}")
+    unknown = sorted(set(config.model_options) - set(config.models))
+    if unknown:
+        raise ValueError(f"model_options for models not in the run: {unknown} (models: {list(config.models)})")
+    if not config.tasks:
+        raise ValueError("tasks must name at least one task")
+    for task in config.tasks:
+        t = get_task(task)
+        gs = hyperoctahedral_gspace(t.d)
+        for model in config.models:
+            for family in dict.fromkeys(f for f, _ in variants(config.families, config.augment)):
+                with torch.random.fork_rng(devices=[]):
+                    options = MODELS[model].options_for(family, config.model_options.get(model, {}))
+                    MODELS[model](t.in_type(gs), t.out_type(gs), family, params=config.params, _counting=True,
+                                  **options)
+
+
+def config_from_dict(d: Dict[str, Any]) -> "CompareConfig":
+    """The :class:`CompareConfig` of a ``config.json`` (keys it does not know are ignored, missing ones default)."""
+    names = {f.name for f in dataclasses.fields(CompareConfig)}
+    return CompareConfig(**{k: v for k, v in d.items() if k in names})

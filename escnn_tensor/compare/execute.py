@@ -1,0 +1,191 @@
+r"""One row of a run, executed: its jobs trained (one per learning rate), the best chosen on validation, tested once,
+and written to ``DIR/jobs/<row id>.json`` with its checkpoints (``DIR/checkpoints/<job id>.pt``) and the prediction
+of the first test sample (``DIR/predictions/<job id>.pt``, for the figures). Rows write only their own files, so
+shards of one sweep cannot collide.
+
+A job's checkpoint is written after every epoch, atomically, so a killed run continues where it stopped
+(``--resume``) and ends with bit-identical parameters (float64, one thread).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+
+from ..models import count_parameters
+from ..representations import field_signature
+from .distributed import SINGLE, Distributed
+from .metrics import evaluate, predict
+from .plan import JobSpec, RowSpec, label
+from .predictor import Predictor, build_predictor
+from .select import choose
+from .splits import fetch
+from .trainer import Trainer
+
+__all__ = ["Runtime", "TrainingInterrupted", "train_job", "run_row", "save_atomic", "write_json", "read_row",
+           "row_path"]
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by :func:`train_job` when its ``interrupt_after`` hook fires (after that epoch's checkpoint)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """Where and how jobs run (not part of a job's id: a job gives the same numbers, up to round-off, anywhere).
+
+    ``device``: a torch device; ``amp``: ``'off'``, ``'bf16'``, ``'fp16'``; ``compile``: ``torch.compile``;
+    ``dist``: the processes."""
+
+    device: torch.device = torch.device("cpu")
+    amp: str = "off"
+    compile: bool = False
+    dist: Distributed = SINGLE
+
+    def describe(self) -> Dict[str, Any]:
+        """The keys every result row carries about its runtime."""
+        return {"device": str(self.device), "world_size": self.dist.world_size, "amp": self.amp,
+                "compile": bool(self.compile)}
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same directory, then rename over ``path`` (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """``obj`` as indented JSON, written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, device: torch.device):
+    return torch.load(path, map_location=device, weights_only=False)
+
+
+def train_job(
+    spec: JobSpec,
+    splits,
+    checkpoint: Path,
+    resume: bool = False,
+    progress: Optional[Callable] = None,
+    interrupt_after: Optional[int] = None,
+    runtime: Runtime = Runtime(),
+) -> Tuple[Predictor, Dict[str, Any]]:
+    """Train the job ``spec`` (or continue it from ``checkpoint`` with ``resume``); returns the predictor holding
+    the parameters of its best validation epoch, and a summary (``val_error``, ``best_epoch``, ``history``,
+    ``seconds_per_epoch``, ``params``, ``hidden``).
+
+    Adam with a cosine decay of the learning rate from ``spec.lr`` to 0 over all steps. A checkpoint is written
+    (atomically, by the writing process) after every epoch. ``progress``: a tqdm-like factory or ``None``.
+    ``interrupt_after``: testing hook: raise :class:`TrainingInterrupted` right after epoch ``interrupt_after`` is
+    saved (if the job passes through that epoch in this call and has more to go), as a kill would stop it.
+    """
+    predictor = build_predictor(spec, splits).to(runtime.device)
+    params = [p for p in predictor.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=spec.lr)
+    steps_per_epoch = math.ceil(len(splits.train) / spec.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, spec.epochs * steps_per_epoch))
+    trainer = Trainer(predictor, optimizer, scheduler, batch_size=spec.batch_size, seed=spec.seed,
+                      augment=spec.augment, device=runtime.device, amp=runtime.amp, compile=runtime.compile,
+                      dist=runtime.dist, progress=progress, desc=spec.job_id[: spec.job_id.rindex("-")])
+    if resume and Path(checkpoint).exists():
+        ck = _load_checkpoint(Path(checkpoint), runtime.device)
+        if ck.get("spec") != spec.to_dict():
+            raise ValueError(f"checkpoint {checkpoint} belongs to another job ({ck.get('spec')}); not resuming it")
+        trainer.load_state_dict(ck)
+
+    def on_epoch_end(t: Trainer) -> None:
+        if runtime.dist.is_writer:
+            save_atomic({"spec": spec.to_dict(), **t.state_dict()}, checkpoint)
+        if interrupt_after is not None and t.epoch == interrupt_after < spec.epochs:
+            raise TrainingInterrupted(f"{spec.job_id}: interrupted after epoch {t.epoch} (testing hook)")
+
+    trainer.fit(splits.train, splits.val, spec.epochs, on_epoch_end)
+    if trainer.best is None:
+        raise ValueError(f"job {spec.job_id} has epochs={spec.epochs}; it needs at least one epoch")
+    trainer.load_best()
+    summary = {
+        "val_error": trainer.best["val_error"],
+        "best_epoch": trainer.best["epoch"],
+        "history": trainer.history,
+        "seconds_per_epoch": sum(trainer.seconds) / len(trainer.seconds),
+        "params": count_parameters(predictor),
+        "hidden": predictor.model.hidden,
+    }
+    return predictor, summary
+
+
+def row_path(out: Path, row: RowSpec) -> Path:
+    """``DIR/jobs/<row id>.json``."""
+    return Path(out) / "jobs" / f"{row.row_id}.json"
+
+
+def read_row(path: Path) -> Dict[str, Any]:
+    """A job file written by :func:`run_row`: ``{"row_id", "index", "row", "jobs", "seconds"}``."""
+    return json.loads(Path(path).read_text())
+
+
+def run_row(
+    row: RowSpec,
+    splits,
+    out: Path,
+    params_target: Optional[int],
+    resume: bool = False,
+    progress: Optional[Callable] = None,
+    interrupt_after: Optional[int] = None,
+    runtime: Runtime = Runtime(),
+) -> Dict[str, Any]:
+    """Train every job of ``row``, keep the best on validation, test it once; write ``DIR/jobs/<row id>.json`` (the
+    row of results.json, each job's summary and history) and the prediction of the first test sample; return the
+    row (a dict with the keys of :data:`~escnn_tensor.compare.runner.ROW_FIELDS`)."""
+    out = Path(out)
+    t0 = time.perf_counter()
+    trained: List[Tuple[JobSpec, Predictor, Dict[str, Any]]] = []
+    for spec in row.jobs:
+        ckpt = out / "checkpoints" / f"{spec.job_id}.pt"
+        predictor, summary = train_job(spec, splits, ckpt, resume=resume, progress=progress,
+                                       interrupt_after=interrupt_after, runtime=runtime)
+        trained.append((spec, predictor, summary))
+    best = choose([s for _, _, s in trained])
+    spec, predictor, summary = trained[best]
+    metrics = evaluate(predictor, splits, runtime.dist)
+    s = row.spec
+    result = {
+        "task": s.task, "model": s.model, "family": s.family, "augment": s.augment, "label": label(s.family, s.augment),
+        "seed": s.seed, "params": summary["params"], "params_target": params_target, "hidden": summary["hidden"],
+        "lr": spec.lr, "lr_candidates": {f"{j.lr:g}": sm["val_error"] for j, _, sm in trained},
+        "epochs": s.epochs, "best_epoch": summary["best_epoch"], "val_error": summary["val_error"], **metrics,
+        "seconds_per_epoch": summary["seconds_per_epoch"], "size": s.size, "n_train": s.n_train, "n_val": s.n_val,
+        "n_test": s.n_test, "dtype": s.dtype, "job": spec.job_id, "group": splits.group, **runtime.describe(),
+        "average": False, "diverged": not all(math.isfinite(metrics[k]) for k in ("test_error", "rotated_test_error")),
+        "rollout_errors": None,
+    }
+    if runtime.dist.is_writer:
+        x, y = fetch(splits.test, torch.arange(1))
+        save_atomic(
+            {"input": x[0].cpu(), "target": y[0].cpu(),
+             "prediction": predict(predictor, x, splits.in_type)[0].double().cpu(),
+             "in_fields": field_signature(splits.in_type), "out_fields": field_signature(splits.out_type)},
+            out / "predictions" / f"{spec.job_id}.pt",
+        )
+        write_json(
+            {"row_id": row.row_id, "index": row.index, "row": result, "seconds": time.perf_counter() - t0,
+             "jobs": [{"job": j.job_id, "spec": j.to_dict(), **{k: v for k, v in sm.items()}}
+                      for j, _, sm in trained]},
+            row_path(out, row),
+        )
+    return result

@@ -1,0 +1,168 @@
+r"""The plan of a comparison run: the sweep as an ordered list of rows, each with its training jobs.
+
+A **job** (:class:`JobSpec`) trains one model at one learning rate; its id (:attr:`JobSpec.job_id`) hashes every
+setting, names its checkpoint, and does not change when new settings with defaults are added (a field at its
+default is left out of :meth:`JobSpec.to_dict`, so old checkpoints still resume).
+
+A **row** (:class:`RowSpec`) is one line of ``results.json``: task × model × family × variant (augmentation) ×
+seed × ``n_train``, with one job per learning-rate candidate (the best on validation is kept, see
+:mod:`~escnn_tensor.compare.select`). :func:`plan` lists the rows of a configuration in the order of the report
+(task, model, variant, seed); :func:`shard` picks a deterministic 1/N of them by row id, so N machines running the
+same command with ``--shard 1/N`` .. ``--shard N/N`` together run every row exactly once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+__all__ = ["JobSpec", "RowSpec", "plan", "shard", "parse_shard", "variants", "label"]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+    """Everything that determines one training run (its id hashes all of it).
+
+    Fields added after the first release carry defaults, and :meth:`to_dict` omits a field while it holds its
+    default, so the ids of existing jobs (and their checkpoints) stay as they were.
+    """
+
+    task: str
+    model: str
+    family: str
+    augment: bool
+    seed: int
+    lr: float
+    params: Optional[int]
+    epochs: int
+    batch_size: int
+    dtype: str
+    size: int
+    n_train: int
+    n_val: int
+    n_test: int
+    data_seed: int = 0
+    model_options: Tuple[Tuple[str, Any], ...] = ()
+
+    #: fields always written by :meth:`to_dict` (those of the first release); later fields only when not default
+    _ALWAYS = ("task", "model", "family", "augment", "seed", "lr", "params", "epochs", "batch_size", "dtype", "size",
+               "n_train", "n_val", "n_test", "data_seed", "model_options")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The settings as a JSON-able dict (``model_options`` as a dict); new fields only when not default."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name not in self._ALWAYS and value == f.default:
+                continue
+            out[f.name] = value
+        out["model_options"] = {k: v for k, v in self.model_options}
+        return out
+
+    @property
+    def job_id(self) -> str:
+        """``<task>-<model>-<family>[-aug]-s<seed>-lr<lr>-<10 hex digits of the SHA-256 of to_dict()>``."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+        aug = "-aug" if self.augment else ""
+        return f"{self.task}-{self.model}-{self.family}{aug}-s{self.seed}-lr{self.lr:g}-{digest}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RowSpec:
+    """One row of the results: its jobs (one per learning rate, in the order given) and its place in the plan."""
+
+    jobs: Tuple[JobSpec, ...]
+    index: int = 0  # position in the plan (the order of the report)
+
+    def __post_init__(self):
+        if not self.jobs:
+            raise ValueError("a row needs at least one job (learning rate)")
+        first = self.jobs[0]
+        for j in self.jobs[1:]:
+            if dataclasses.replace(j, lr=first.lr) != first:
+                raise ValueError(f"the jobs of one row differ in more than the learning rate: {first} vs {j}")
+
+    @property
+    def spec(self) -> JobSpec:
+        """The first job (every setting of the row but the learning rate)."""
+        return self.jobs[0]
+
+    @property
+    def row_id(self) -> str:
+        """``<task>-<model>-<family>[-aug]-s<seed>-n<n_train>-<10 hex digits hashing the ids of its jobs>``."""
+        s = self.spec
+        digest = hashlib.sha256(" ".join(j.job_id for j in self.jobs).encode()).hexdigest()[:10]
+        aug = "-aug" if s.augment else ""
+        return f"{s.task}-{s.model}-{s.family}{aug}-s{s.seed}-n{s.n_train}-{digest}"
+
+    @property
+    def label(self) -> str:
+        return label(self.spec.family, self.spec.augment)
+
+
+def variants(families: Sequence[str], augment: bool) -> List[Tuple[str, bool]]:
+    """``(family, augment)`` pairs of a run: every family, plus ``('plain', True)`` with ``augment``."""
+    out = [(f, False) for f in families]
+    if augment:
+        out.append(("plain", True))
+    return out
+
+
+def label(family: str, augment: bool) -> str:
+    """The display name of a row: the family, ``+aug`` for augmented training."""
+    return family + ("+aug" if augment else "")
+
+
+def task_size(config, task) -> int:
+    """The grid side of ``task`` in a run: ``config.size``, else the task's quick or default size."""
+    from ..data import get_task
+
+    t = get_task(task)
+    if config.size is not None:
+        return t.check_size(config.size)
+    return t.check_size(t.quick_size if config.task_size == "quick" else t.default_size)
+
+
+def plan(config) -> List[RowSpec]:
+    """Every row of a :class:`~escnn_tensor.compare.config.CompareConfig`, in report order: task, model, variant
+    (families, then ``plain+aug``), seed; each with one :class:`JobSpec` per learning rate of ``config.lrs``."""
+    rows: List[RowSpec] = []
+    for task in config.tasks:
+        size = task_size(config, task)
+        for model in config.models:
+            options = tuple(sorted(config.model_options.get(model, {}).items()))
+            for family, aug in variants(config.families, config.augment):
+                for seed in config.seeds:
+                    jobs = tuple(
+                        JobSpec(task=task, model=model, family=family, augment=aug, seed=seed, lr=float(lr),
+                                params=config.params, epochs=config.epochs, batch_size=config.batch_size,
+                                dtype=config.dtype, size=size, n_train=config.n_train, n_val=config.n_val,
+                                n_test=config.n_test, data_seed=config.data_seed, model_options=options)
+                        for lr in config.lrs
+                    )
+                    rows.append(RowSpec(jobs, index=len(rows)))
+    return rows
+
+
+def parse_shard(text: str) -> Tuple[int, int]:
+    """``'i/N'`` -> ``(i, N)`` with ``1 <= i <= N``; ``ValueError`` (naming what was given) otherwise."""
+    try:
+        i, n = (int(s) for s in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"--shard takes i/N with 1 <= i <= N (e.g. 2/4), got {text!r}") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"--shard takes i/N with 1 <= i <= N (e.g. 2/4), got {text!r}")
+    return i, n
+
+
+def shard(rows: Sequence[RowSpec], index: int, count: int) -> List[RowSpec]:
+    """The rows of shard ``index`` of ``count`` (1-based): the rows sorted by id are dealt round-robin, so the shards
+    are disjoint, together hold every row, differ in size by at most one, and depend only on the row ids (not on
+    the machine or the order of the command line). Returned in plan order."""
+    if not 1 <= index <= count:
+        raise ValueError(f"shard index must be in 1..{count}, got {index}")
+    ordered = sorted(rows, key=lambda r: r.row_id)
+    mine = {r.row_id for k, r in enumerate(ordered) if k % count == index - 1}
+    return [r for r in rows if r.row_id in mine]
