@@ -42,6 +42,8 @@ __all__ = [
     "invariant_filters_sparse",
     "invariant_filter_index",
     "num_invariant_filters",
+    "irrep_pair_filters",
+    "irrep_matrices",
     "CACHE_LIMIT_BYTES",
 ]
 
@@ -313,3 +315,95 @@ def invariant_filter_index(gspace: GSpace, kernel_size: int, k: int, parity: int
 def num_invariant_filters(gspace: GSpace, kernel_size: int, k: int, parity: int) -> int:
     """The number of invariant filters, ``invariant_filters(...).shape[0]`` (from the cached sparse basis)."""
     return _sparse(gspace, kernel_size, k, parity, "num_invariant_filters").n
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# equivariant kernels between escnn irreps (any representation, through its change of basis)
+
+_IRREP_MATRICES: dict = {}  # (action key, irrep id) -> read-only float64 (|G|, r, r) in the action's element order
+_IRREP_FILTERS: dict = {}  # (action key, K, in id, out id) -> read-only float64 (n, r_out, r_in, K**d)
+
+
+def irrep_matrices(gspace: GSpace, irrep_id) -> np.ndarray:
+    """escnn's irrep ``gspace.fibergroup.irrep(*irrep_id)`` on every element (in the order of
+    :func:`escnn_tensor.group_elements`): a read-only float64 array ``(|G|, r, r)``, cached per action."""
+    act = _action(gspace)
+    key = (act.key, tuple(irrep_id))
+    out = _IRREP_MATRICES.get(key)
+    if out is None:
+        psi = gspace.fibergroup.irrep(*irrep_id)
+        out = np.stack([np.asarray(psi(g), dtype=np.float64) for g in act.elements])
+        out.setflags(write=False)
+        _IRREP_MATRICES[key] = out
+    return out
+
+
+def _inverse_index(mats: np.ndarray) -> np.ndarray:
+    """``inv[t]``: the index of the inverse of element ``t`` (signed permutations: ``M^{-1} = M^T``)."""
+    flat = {m.tobytes(): t for t, m in enumerate(mats)}
+    if len(flat) != len(mats):
+        raise ValueError("the gspace's group does not act faithfully on the grid (two elements share a matrix)")
+    return np.array([flat[np.ascontiguousarray(m.T).tobytes()] for m in mats], dtype=np.int64)
+
+
+def irrep_pair_filters(gspace: GSpace, kernel_size: int, in_irrep, out_irrep) -> np.ndarray:
+    r"""An orthonormal basis of the equivariant kernels from escnn irrep ``in_irrep`` to ``out_irrep`` on the grid.
+
+    A kernel :math:`\kappa` maps pixel offsets :math:`a` (centred, as in :func:`invariant_filters`) to
+    ``r_out x r_in`` matrices and is equivariant iff :math:`\kappa(Ma) = \psi_{out}(g)\, \kappa(a)\,
+    \psi_{in}(g)^{-1}` for every ``g``. Construction (by pixel orbits): for the representative ``a`` of an orbit
+    (its smallest row-major pixel) the value :math:`\kappa(a)` ranges over the intertwiners of the stabiliser
+    :math:`H_a`, the range of the projector :math:`X \mapsto |H_a|^{-1} \sum_h \psi_{out}(h) X \psi_{in}(h)^{-1}`
+    (an orthonormal basis of it from an SVD; its rank is the character sum
+    :math:`|H_a|^{-1}\sum_h \chi_{out}(h)\chi_{in}(h^{-1})`); each basis matrix :math:`X` is carried to the orbit by
+    :math:`\kappa(g a) = \psi_{out}(g) X \psi_{in}(g)^{-1}` and scaled by :math:`1/\sqrt{|orbit|}`. Distinct orbits
+    have disjoint supports, so the filters are orthonormal (Frobenius) for orthogonal irreps (escnn's irreps of
+    finite groups are). The count is :math:`|G|^{-1} \sum_g \chi_{out}(g) \chi_{in}(g^{-1}) \#\{a: Ma = a\}`.
+
+    Returns:
+        A read-only float64 array ``(n, r_out, r_in, kernel_size**d)``, pixels row-major in grid layout (axis ``i``
+        along ``+x_i``). Order: by distance of the orbit from the centre, then by the orbit's smallest pixel.
+        Cached per (action, ``kernel_size``, irreps). Time ``O(|G| K^d r^2 + orbits (r_out r_in)^3)``.
+    """
+    act = _action(gspace)
+    K = _check_kernel_size(kernel_size)
+    in_irrep, out_irrep = tuple(in_irrep), tuple(out_irrep)
+    key = (act.key, K, in_irrep, out_irrep)
+    out = _IRREP_FILTERS.get(key)
+    if out is not None:
+        return out
+    Pi = irrep_matrices(gspace, in_irrep)
+    Po = irrep_matrices(gspace, out_irrep)
+    ri, ro = Pi.shape[1], Po.shape[1]
+    mats = act.matrices
+    inv = _inverse_index(mats)
+    pix, radius2 = _pixel_images(mats, K)  # (|G|, S)
+    S = K**act.d
+    orbit_min = pix.min(axis=0)
+    reps = np.unique(orbit_min)
+    reps = reps[np.lexsort((reps, radius2[reps]))]
+    filters = []
+    for a in reps:
+        stab = np.flatnonzero(pix[:, a] == a)
+        proj = np.zeros((ro * ri, ro * ri))
+        for h in stab:
+            proj += np.kron(Po[h], Pi[inv[h]].T)  # row-major vec(A X B) = (A kron B^T) vec(X)
+        proj /= len(stab)
+        rank = int(round(np.trace(proj)))
+        if rank == 0:
+            continue
+        U, s, _ = np.linalg.svd(proj)
+        X = U[:, :rank].T.reshape(rank, ro, ri)
+        members = np.flatnonzero(orbit_min == a)
+        first = {}
+        for t in range(len(mats)):  # first element carrying a to each pixel of the orbit
+            first.setdefault(int(pix[t, a]), t)
+        F = np.zeros((rank, ro, ri, S))
+        for b in members:
+            t = first[int(b)]
+            F[:, :, :, b] = np.einsum("xu,nuv,vy->nxy", Po[t], X, Pi[inv[t]])
+        filters.append(F / np.sqrt(len(members)))
+    out = np.concatenate(filters) if filters else np.zeros((0, ro, ri, S))
+    out.setflags(write=False)
+    _IRREP_FILTERS[key] = out
+    return out

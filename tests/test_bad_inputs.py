@@ -18,6 +18,7 @@ from escnn_tensor.models import GroupAverage, autoregressive_map
 from escnn_tensor import data as etdata
 from escnn_tensor.models import DilResNet, ResNet, UNet
 from escnn_tensor.nn import (
+    ChangeOfBasis,
     AvgPool,
     GatedNonLinearity,
     GatedQuadratic,
@@ -140,7 +141,7 @@ BAD_INPUTS = [
     # ---- GeometricConv: constructor ----------------------------------------------------------------------------
     row("GeometricConv in_type string", lambda: GeometricConv("t", T2, 3), TypeError, r"in_type must be an escnn FieldType.*got str"),
     row("GeometricConv out_type None", lambda: GeometricConv(T2, None, 3), TypeError, r"out_type must be an escnn FieldType.*got NoneType"),
-    row("GeometricConv regular out_type", lambda: GeometricConv(T2, REG2, 3), ValueError, r"out_type: FieldType holds fields that are not tensor fields"),
+    row("GeometricConv two_stage on regular fields", lambda: GeometricConv(T2, REG2, 3, method="two_stage"), ValueError, r"method='two_stage' needs tensor fields"),
     row("GeometricConv gspaces differ", lambda: GeometricConv(T2, T3, 3), ValueError, r"in_type and out_type must live on the same gspace"),
     row("GeometricConv continuous gspace", lambda: GeometricConv(enn.FieldType(gspaces.rot2dOnR2(-1), [gspaces.rot2dOnR2(-1).trivial_repr]), T2, 3), ValueError, r"continuous group"),
     row("GeometricConv kernel_size=0", lambda: GeometricConv(T2, T2, 0), ValueError, r"kernel_size must be an integer >= 1, got 0"),
@@ -331,9 +332,13 @@ BAD_INPUTS = [
     row("Upsample scale_factor per axis", lambda: Upsample(T2, (2, 3)), ValueError, r"scale_factor=\(2, 3\) differs between axes"),
     row("Upsample scale_factor string", lambda: Upsample(T2, "2"), TypeError, r"scale_factor must be an integer .*got '2'"),
     # ---- GeometricConvTransposed ------------------------------------------------------------------------------
+    # ---- ChangeOfBasis ---------------------------------------------------------------------------------------------
+    row("ChangeOfBasis not isomorphic", lambda: ChangeOfBasis(et.tensor_type(GS3, [(1, 1, 1)]), et.tensor_type(GS3, [(1, -1, 1)])), ValueError, r"not isomorphic representations of .*irreps differ"),
+    row("ChangeOfBasis in_type list", lambda: ChangeOfBasis([(1, 1, 1)], T2), TypeError, r"ChangeOfBasis: in_type must be an escnn FieldType, got list"),
+    row("ChangeOfBasis gspaces differ", lambda: ChangeOfBasis(T2, T3), ValueError, r"ChangeOfBasis: in_type and out_type must live on the same gspace"),
     row("GeometricConvTransposed in_type string", lambda: GeometricConvTransposed("t", T2, 2), TypeError, r"in_type must be an escnn FieldType.*got str"),
     row("GeometricConvTransposed gspaces differ", lambda: GeometricConvTransposed(T2, T3, 2), ValueError, r"in_type and out_type must live on the same gspace"),
-    row("GeometricConvTransposed regular out_type", lambda: GeometricConvTransposed(T2, REG2, 2), ValueError, r"out_type: FieldType holds fields that are not tensor fields"),
+    row("GeometricConvTransposed no kernel between types", lambda: GeometricConvTransposed(enn.FieldType(GS2, [GS2.fibergroup.irrep(1, 0)]), enn.FieldType(GS2, [GS2.fibergroup.irrep(0, 0)]), 1), ValueError, r"no nonzero equivariant kernel of size 1"),
     row("GeometricConvTransposed kernel_size=0", lambda: GeometricConvTransposed(T2, T2, 0), ValueError, r"kernel_size must be an integer >= 1, got 0"),
     row("GeometricConvTransposed stride=0", lambda: GeometricConvTransposed(T2, T2, 2, stride=0), ValueError, r"stride must be an integer >= 1, got 0"),
     row("GeometricConvTransposed output_padding >= stride", lambda: GeometricConvTransposed(T2, T2, 2, stride=2, output_padding=2), ValueError, r"output_padding=2 must be smaller than stride or dilation"),

@@ -111,6 +111,7 @@ OURS: Dict[str, Callable] = {
     "NormMaxPool": lambda d, gs, s: etnn.NormMaxPool(_field_type(gs, s), 2),
     "AvgPool": lambda d, gs, s: etnn.AvgPool(_field_type(gs, s), 2),
     "Upsample": lambda d, gs, s: etnn.Upsample(_field_type(gs, s), 2),
+    "ChangeOfBasis (to the type itself)": lambda d, gs, s: etnn.ChangeOfBasis(_field_type(gs, s), _field_type(gs, s)),
 }
 
 BUILDERS = {"escnn": ESCNN, "escnn_tensor": OURS}
@@ -194,6 +195,9 @@ def test_our_layers_accept_every_column():
         assert set(row.values()) == {"✓"}, f"{label}: {row}"
 
 
+ACCEPTS_ANY_FIELDS = set()  # pixelwise layers that accept any escnn fields (their definition allows it)
+
+
 def layer_names() -> List[str]:
     return [
         name for name in etnn.__all__
@@ -203,7 +207,7 @@ def layer_names() -> List[str]:
 
 def test_every_layer_of_the_package_is_in_the_table_and_the_matrix():
     names = layer_names()
-    assert len(names) == 12, names  # GeometricConv .. Upsample (isolate and the warning class are not layers)
+    assert len(names) == 13, names  # GeometricConv .. Upsample, ChangeOfBasis (isolate and the warning class are not layers)
     text = DOC.read_text()
     main = text.split("<!-- matrix:escnn -->", 1)[0]
     ours = {label.split(" ")[0] for label in parse_matrix("escnn_tensor")}
@@ -213,14 +217,24 @@ def test_every_layer_of_the_package_is_in_the_table_and_the_matrix():
 
 
 def test_our_refusals_of_non_tensor_fields_are_clear():
-    """The one kind of FieldType our layers refuse: fields that are not tensor fields (ValueError naming in_type)."""
+    """The convolutions (and ChangeOfBasis) take any escnn fields; a layer that refuses fields that are not tensor fields
+    says so in one ValueError naming in_type and the escnn module to use instead."""
+    from escnn_tensor.nn._fields import ESCNN_ALTERNATIVES
+
     gs = GS[2]
     regular = nn.FieldType(gs, [gs.regular_repr])
     for name in layer_names():
         cls = getattr(etnn, name)
-        args = (regular, regular, 3) if "Conv" in name else (regular,)
-        with pytest.raises((ValueError, TypeError), match="in_type"):
-            cls(*args)
+        if "Conv" in name or name == "ChangeOfBasis":
+            args = (regular, regular, 3) if "Conv" in name else (regular, regular)
+            assert cls(*args).in_type is regular
+            continue
+        try:
+            cls(regular)
+        except ValueError as err:
+            assert "in_type" in str(err) and ESCNN_ALTERNATIVES[name] in str(err), (name, str(err))
+        else:
+            assert name in ACCEPTS_ANY_FIELDS, name
 
 
 def test_escnn_has_no_per_sample_normalisation():

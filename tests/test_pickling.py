@@ -24,6 +24,7 @@ from escnn_tensor.models import MODELS
 from escnn_tensor.nn import (
     AvgPool,
     GatedNonLinearity,
+    ChangeOfBasis,
     GatedQuadratic,
     GeometricConv,
     GeometricConvTransposed,
@@ -312,6 +313,11 @@ class Ctx:
     Conv: type
     BatchNorm: type
 
+    def irreps_of(self, t):
+        """escnn's irreps, one field each, that make up the FieldType t (isomorphic to it)."""
+        G = self.gs.fibergroup
+        return enn.FieldType(self.gs, [G.irrep(*i) for r in t.representations for i in r.irreps])
+
 
 def make_ctx(d):
     gs = GS[d]
@@ -349,6 +355,8 @@ LAYERS = [
     ("escnn R2Conv/R3Conv to scalars", (2, 3), lambda t, c: c.Conv(t, c.scalars, 3, padding=1)),
     ("escnn PointwiseNonLinearity on scalars", (2,), lambda t, c: enn.PointwiseNonLinearity(t, "p_elu")),
     ("GeometricConv back to tensors", (2, 3), lambda t, c: GeometricConv(t, c.tensors, 3, padding=1)),
+    ("ChangeOfBasis to escnn's irreps", (2, 3), lambda t, c: ChangeOfBasis(t, c.irreps_of(t))),
+    ("GeometricConv on escnn's irreps", (2, 3), lambda t, c: GeometricConv(t, c.tensors, 3, padding=1)),
 ]
 
 SPATIAL = {2: 7, 3: 5}

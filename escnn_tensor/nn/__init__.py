@@ -6,6 +6,7 @@ Every layer is built as ``Layer(in_type, ...)`` from an escnn ``FieldType`` of t
 Which fields each layer accepts, and the escnn module it stands beside, is tabulated in ``docs/layers.md``.
 """
 from ._batch_norm import TensorBatchNorm
+from ._change_of_basis import ChangeOfBasis
 from ._conv import EquivarianceWarning, GeometricConv
 from ._conv_transposed import GeometricConvTransposed
 from ._gated import GatedNonLinearity
@@ -21,6 +22,7 @@ from ._vector_neuron import VectorNeuronNonLinearity
 __all__ = [
     "GeometricConv",
     "GeometricConvTransposed",
+    "ChangeOfBasis",
     "PointwiseNonLinearity",
     "GatedNonLinearity",
     "GatedQuadratic",

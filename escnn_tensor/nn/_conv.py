@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from escnn.nn import FieldType, GeometricTensor
 
 from ..grid import PADDING_MODES, conv_output_size, same_on_axes, stride_fits, symmetric_padding
-from ..representations import _check_memory, field_signature
+from ..representations import _check_memory
 from ._fields import check_input_shape
 from ._kernel import KernelExpansionModule, pair_index
 from ._two_stage import METHODS, build_two_stage, prefer_two_stage, two_stage_conv, two_stage_fraction
@@ -123,6 +123,13 @@ class GeometricConv(KernelExpansionModule):
         self._build(sig_in, sig_out, bias, initialize)
         fi, fo = self._fields_in, self._fields_out
         self.two_stage_fraction = two_stage_fraction(self._pairs, fi.dim, fo.dim, self.kernel_size**d)
+        if not self._all_tensor:
+            if method == "two_stage":
+                raise ValueError(
+                    f"method='two_stage' needs tensor fields on both sides (escnn_tensor.tensor_type); in_type or "
+                    f"out_type here has other representations ({self._describe()}): use method='dense' or 'auto'"
+                )
+            method = "dense"
         if method == "auto":
             method = "two_stage" if prefer_two_stage(d, self.two_stage_fraction) else "dense"
         self.method = method
@@ -136,8 +143,7 @@ class GeometricConv(KernelExpansionModule):
         entries = sum(n * fo.dim[to] * fi.dim[ti] for to, row in enumerate(self._pairs)
                       for ti, (_, _, _, _, n) in enumerate(row)) * self.kernel_size**self.d
         _check_memory(
-            f"GeometricConv({field_signature(self.in_type)} -> {field_signature(self.out_type)}, "
-            f"K={self.kernel_size}, method='two_stage')",
+            f"GeometricConv({self._describe()}, K={self.kernel_size}, method='two_stage')",
             16.0 * entries,
             f"dense stage-1 filters, {entries} entries in float64 and the layer's dtype; use method='dense'",
         )

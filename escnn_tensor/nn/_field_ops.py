@@ -191,7 +191,7 @@ class TensorFieldModule(EquivariantModule):
     """
 
     def _set_types(self, in_type: FieldType, out_type: Optional[FieldType] = None) -> List[Tuple[int, int]]:
-        d, sig = check_field_type(in_type, "in_type")
+        d, sig = check_field_type(in_type, "in_type", type(self).__name__)
         self.d = d
         self.in_type = in_type
         self.out_type = in_type if out_type is None else out_type

@@ -11,10 +11,13 @@ from escnn.nn import FieldType, GeometricTensor
 
 from ..filters import invariant_filters
 from ..groups import action_key, check_gspace, grid_to_escnn
-from ..representations import field_signature
+from ..representations import field_signature, tensor_field_info
 
 __all__ = [
     "check_types",
+    "check_any_types",
+    "field_keys",
+    "describe_keys",
     "check_field_type",
     "check_input",
     "check_dtype",
@@ -90,11 +93,28 @@ def distributed_world(process_group=None) -> int:
 
 
 
-def check_field_type(field_type, name: str = "in_type") -> Tuple[int, List[Tuple[int, int]]]:
+ESCNN_ALTERNATIVES: Dict[str, str] = {
+    "PointwiseNonLinearity": "escnn.nn.ReLU / ELU / PointwiseNonLinearity (regular and quotient fields) or "
+    "escnn.nn.NormNonLinearity",
+    "GatedNonLinearity": "escnn.nn.GatedNonLinearity1",
+    "GatedQuadratic": "escnn.nn.GatedNonLinearity1 or escnn.nn.TensorProductModule",
+    "VectorNeuronNonLinearity": "escnn.nn.NormNonLinearity",
+    "TensorProductNonLinearity": "escnn.nn.TensorProductModule",
+    "TensorBatchNorm": "escnn.nn.IIDBatchNorm2d / IIDBatchNorm3d, NormBatchNorm or GNormBatchNorm",
+    "TensorLayerNorm": "escnn.nn.IIDBatchNorm2d / IIDBatchNorm3d (escnn has no per-sample normalisation)",
+    "NormMaxPool": "escnn.nn.NormMaxPool",
+    "AvgPool": "escnn.nn.PointwiseAvgPool2D / PointwiseAvgPool3D",
+    "Upsample": "escnn.nn.R2Upsampling / R3Upsampling",
+}
+"""The escnn module to use, per layer of escnn_tensor.nn, for fields the layer does not accept (named in its error)."""
+
+
+def check_field_type(field_type, name: str = "in_type", owner: str = None) -> Tuple[int, List[Tuple[int, int]]]:
     """Check that ``field_type`` is an escnn FieldType of tensor fields on an accepted gspace.
 
     Returns ``(d, signature)`` with ``signature`` the ``(k, parity)`` of every field in channel order.
-    Raises ``TypeError`` / ``ValueError`` naming ``name``.
+    Raises ``TypeError`` / ``ValueError`` naming ``name`` (and, for a layer ``owner`` listed in
+    :data:`ESCNN_ALTERNATIVES`, the escnn module to use for fields that are not tensor fields).
     """
     if not isinstance(field_type, FieldType):
         raise TypeError(
@@ -105,7 +125,10 @@ def check_field_type(field_type, name: str = "in_type") -> Tuple[int, List[Tuple
     try:
         signature = field_signature(field_type)
     except ValueError as err:
-        raise ValueError(f"{name}: {err}") from None
+        hint = ""
+        if owner in ESCNN_ALTERNATIVES:
+            hint = f" {owner} is defined on tensor fields only; for other fields use {ESCNN_ALTERNATIVES[owner]}."
+        raise ValueError(f"{name}: {err}{hint}") from None
     return d, signature
 
 
@@ -159,7 +182,7 @@ def describe_signature(signature) -> str:
     return " + ".join(f"{m} x (k={k},p={p:+d})" for (k, p), m in runs) or "no fields"
 
 
-def check_types(in_type, out_type) -> Tuple[int, List[Tuple[int, int]], List[Tuple[int, int]]]:
+def check_types(in_type, out_type, owner: str = None) -> Tuple[int, List[Tuple[int, int]], List[Tuple[int, int]]]:
     for name, ft in (("in_type", in_type), ("out_type", out_type)):
         if not isinstance(ft, FieldType):
             raise TypeError(
@@ -173,13 +196,57 @@ def check_types(in_type, out_type) -> Tuple[int, List[Tuple[int, int]], List[Tup
             f"in_type and out_type must live on the same gspace, got in_type on {in_type.gspace.name} and "
             f"out_type on {out_type.gspace.name}"
         )
-    signatures = []
-    for name, ft in (("in_type", in_type), ("out_type", out_type)):
-        try:
-            signatures.append(field_signature(ft))
-        except ValueError as err:
-            raise ValueError(f"{name}: {err}") from None
+    signatures = [check_field_type(ft, name, owner)[1] for name, ft in (("in_type", in_type), ("out_type", out_type))]
     return d, signatures[0], signatures[1]
+
+
+def field_keys(field_type: FieldType) -> Tuple[list, Dict[object, object]]:
+    """One key per field of ``field_type`` (channel order) and the representation of every key.
+
+    A tensor field (:func:`escnn_tensor.representations.tensor_field_info`, the trivial representation included)
+    has the key ``(k, parity)``; any other escnn representation (regular, irreducible, quotient, direct sums, ...)
+    the key ``('rep', rep.name)``. Returns ``(keys, reps)`` with ``reps[key]`` the escnn ``Representation``.
+    """
+    keys, reps = [], {}
+    for rep in field_type.representations:
+        info = tensor_field_info(rep, field_type.gspace)
+        key = info if info is not None else ("rep", rep.name)
+        keys.append(key)
+        reps.setdefault(key, rep)
+    return keys, reps
+
+
+def describe_keys(keys) -> str:
+    """Runs of equal field keys (:func:`field_keys`), e.g. ``'2 x (k=1,p=+1) + 1 x regular'`` (for messages)."""
+    runs: List[List] = []
+    for key in keys:
+        if runs and runs[-1][0] == key:
+            runs[-1][1] += 1
+        else:
+            runs.append([key, 1])
+    text = lambda key: key[1] if key[0] == "rep" else f"(k={key[0]},p={key[1]:+d})"
+    return " + ".join(f"{m} x {text(key)}" for key, m in runs) or "no fields"
+
+
+def check_any_types(in_type, out_type) -> Tuple[int, list, list, Dict[object, object]]:
+    """As :func:`check_types`, but any escnn representations of the gspace's group are accepted as fields.
+
+    Returns ``(d, keys_in, keys_out, reps)`` (:func:`field_keys`; ``reps`` maps the keys of both types).
+    """
+    for name, ft in (("in_type", in_type), ("out_type", out_type)):
+        if not isinstance(ft, FieldType):
+            raise TypeError(f"{name} must be an escnn FieldType, got {type(ft).__name__}")
+    d = check_gspace(in_type.gspace)
+    check_gspace(out_type.gspace)
+    if in_type.gspace != out_type.gspace or action_key(in_type.gspace) != action_key(out_type.gspace):
+        raise ValueError(
+            f"in_type and out_type must live on the same gspace, got in_type on {in_type.gspace.name} and "
+            f"out_type on {out_type.gspace.name}"
+        )
+    keys_in, reps = field_keys(in_type)
+    keys_out, reps_out = field_keys(out_type)
+    reps.update(reps_out)
+    return d, keys_in, keys_out, reps
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -189,19 +256,21 @@ def check_types(in_type, out_type) -> Tuple[int, List[Tuple[int, int]], List[Tup
 class FieldLayout:
     """The distinct field types of a FieldType, in order of first appearance, and where their channels are.
 
-    ``types[t] = (k, parity)``, ``count[t]`` fields of it, each of ``dim[t] = d**k`` channels;
+    ``types[t] = (k, parity)`` (or any key, with ``sizes[key]`` its channels), ``count[t]`` fields of it, each of
+    ``dim[t] = d**k`` channels;
     ``order`` lists the channels type by type (fields in order, components in order): the dense kernel is
     assembled in this order and ``inverse`` puts its rows/columns back in channel order.
     """
 
-    def __init__(self, signature: List[Tuple[int, int]], d: int):
-        starts = np.cumsum([0] + [d**k for k, _ in signature])
+    def __init__(self, signature: List[Tuple[int, int]], d: int, sizes: Dict[object, int] = None):
+        size = (lambda key: d ** key[0]) if sizes is None else sizes.__getitem__
+        starts = np.cumsum([0] + [size(key) for key in signature])
         by_type: Dict[Tuple[int, int], List[int]] = OrderedDict()
         for i, kp in enumerate(signature):
             by_type.setdefault(kp, []).append(i)
         self.types = list(by_type)
         self.count = [len(by_type[t]) for t in self.types]
-        self.dim = [d ** t[0] for t in self.types]
+        self.dim = [size(t) for t in self.types]
         order = [c for t in self.types for i in by_type[t] for c in range(starts[i], starts[i + 1])]
         self.order = np.array(order, dtype=np.int64)
         self.inverse = np.argsort(self.order)

@@ -61,7 +61,7 @@ class GatedQuadratic(EquivariantModule):
 
     def __init__(self, in_type: FieldType, activation: str = "elu", rank: int = 1):
         super().__init__()
-        _, signature = check_field_type(in_type, "in_type")
+        _, signature = check_field_type(in_type, "in_type", "GatedQuadratic")
         if isinstance(rank, bool) or not isinstance(rank, int):
             raise TypeError(f"rank must be an int >= 1, got {rank!r} of type {type(rank).__name__}")
         if rank < 1:

@@ -27,17 +27,17 @@ from escnn.nn.modules.equivariant_module import EquivariantModule
 from torch.nn import Parameter
 
 from .._pickling import gspace_recipe, rebuild_gspace
-from ..filters import invariant_filter_index
+from ..filters import invariant_filter_index, irrep_pair_filters
 from ..groups import grid_to_escnn
-from ..representations import _check_memory, field_signature, tensor_type
+from ..representations import _check_memory, tensor_rep, tensor_type
 from ..testing import default_tolerance, equivariance_errors
 from ._fields import (
     FieldLayout,
     adopt_legacy_masters,
+    check_any_types,
     check_dtype,
     check_input,
-    check_types,
-    describe_signature,
+    describe_keys,
     refresh_exact_buffers,
     register_exact_buffer,
 )
@@ -212,6 +212,82 @@ def pair_index(space, kernel_size: int, t_in, t_out) -> Tuple[int, np.ndarray, n
     return n, filt[where], vals[where]
 
 
+def _escnn_pixels(K: int, d: int) -> np.ndarray:
+    """``where[s]``: the grid-layout (row-major, axis ``i`` along ``+x_i``) pixel at escnn-layout pixel ``s``."""
+    return grid_to_escnn(torch.arange(K**d).view((K,) * d), d).reshape(-1).numpy()
+
+
+def _rep_of(space, key, reps) -> object:
+    """The escnn representation of a field key (:func:`escnn_tensor.nn._fields.field_keys`)."""
+    if key[0] == "rep":
+        return reps[key]
+    return tensor_rep(space, key[0], key[1])
+
+
+def general_pair_plan(space, kernel_size: int, rep_in, rep_out) -> dict:
+    r"""The complete equivariant kernels between two escnn representations of a finite group, as an expansion plan.
+
+    escnn writes every representation as :math:`\rho(g) = Q\, (\oplus_c \psi_c(g))\, Q^{-1}` (``change_of_basis``
+    ``Q``, irreps :math:`\psi_c` in the order of ``rep.irreps``). A kernel is equivariant from ``rep_in`` to
+    ``rep_out`` iff :math:`\kappa = Q_{out}\, \kappa'\, Q_{in}^{-1}` with :math:`\kappa'` equivariant between the
+    direct sums of irreps, i.e. every block of :math:`\kappa'` between an input copy of :math:`\psi_u` and an output
+    copy of :math:`\psi_v` is an equivariant kernel between the two irreps, whose orthonormal basis is
+    :func:`escnn_tensor.filters.irrep_pair_filters` (``n_uv`` filters). Hence the basis of the pair is the union over
+    copy pairs of these filters, conjugated by the changes of basis, and it is complete: ``n = sum_{copies} n_uv``
+    equals :math:`|G|^{-1}\sum_g \chi_{out}(g)\chi_{in}(g) \#\{a: Ma=a\}`.
+
+    Weights of one field pair are ordered by irrep pair ``(u, v)`` (order of first appearance of ``v`` in
+    ``rep_out.irreps``, then of ``u`` in ``rep_in.irreps``), then output copy, input copy, filter.
+
+    Returns a dict: ``n`` (weights per field pair), ``blocks`` (list of ``(start, c_out, c_in, n_uv, F)`` with
+    ``F`` float64 ``(n_uv, r_out, r_in, K**d)`` in escnn's pixel layout), ``perm`` (int64 ``(D_out * D_in * K**d,)``:
+    where each entry of :math:`\kappa'` sits in the concatenation of the blocks' expansions, or at its end, a zero),
+    ``Q_out`` and ``Q_in_inv`` (float64) and ``gram`` (``(K**d, K**d)``, the pixel Gram matrix
+    :math:`\sum_n \sum_{x,y} B_n[x,y,s] B_n[x,y,s']` of the basis in irrep coordinates).
+    """
+    d = space.dimensionality
+    K = kernel_size
+    S = K**d
+    where = _escnn_pixels(K, d)
+    ids_out, ids_in = [tuple(i) for i in rep_out.irreps], [tuple(i) for i in rep_in.irreps]
+    size = lambda i: space.fibergroup.irrep(*i).size
+    off_out = np.cumsum([0] + [size(i) for i in ids_out])
+    off_in = np.cumsum([0] + [size(i) for i in ids_in])
+    Dout, Din = int(off_out[-1]), int(off_in[-1])
+    copies_out: Dict[tuple, List[int]] = {}
+    for c, i in enumerate(ids_out):
+        copies_out.setdefault(i, []).append(c)
+    copies_in: Dict[tuple, List[int]] = {}
+    for c, i in enumerate(ids_in):
+        copies_in.setdefault(i, []).append(c)
+    blocks = []
+    pos = np.full((Dout, Din, S), -1, dtype=np.int64)
+    gram = np.zeros((S, S))
+    start = 0  # weight offset within a field pair
+    length = 0  # offset in the concatenation of the blocks' expansions
+    for v, cv in copies_out.items():
+        for u, cu in copies_in.items():
+            F = irrep_pair_filters(space, K, u, v)[..., where]
+            n_uv, rv, ru = F.shape[:3]
+            if n_uv == 0:
+                continue
+            blocks.append((start, len(cv), len(cu), n_uv, np.ascontiguousarray(F)))
+            flat = F.reshape(n_uv, rv * ru, S)
+            gram += len(cv) * len(cu) * np.einsum("nas,nat->st", flat, flat)
+            # position of entry (copy a of v, copy b of u, p, q, s) in the block's flattened expansion
+            local = np.arange(len(cv) * len(cu) * rv * ru * S).reshape(len(cv), len(cu), rv, ru, S) + length
+            for a, ca in enumerate(cv):
+                for b, cb in enumerate(cu):
+                    pos[off_out[ca] : off_out[ca] + rv, off_in[cb] : off_in[cb] + ru] = local[a, b]
+            start += len(cv) * len(cu) * n_uv
+            length += local.size
+    pos[pos < 0] = length  # the zero appended at the end
+    Q_out = np.asarray(rep_out.change_of_basis, dtype=np.float64)
+    Q_in_inv = np.asarray(rep_in.change_of_basis_inv, dtype=np.float64)
+    return {"n": start, "blocks": blocks, "perm": pos.reshape(-1), "Q_out": Q_out, "Q_in_inv": Q_in_inv,
+            "gram": gram, "dims": (Dout, Din)}
+
+
 class KernelExpansionModule(EquivariantModule):
     r"""Base of the convolutions whose kernel is a complete expansion in invariant filters (not public).
 
@@ -226,7 +302,9 @@ class KernelExpansionModule(EquivariantModule):
     # ---- construction -------------------------------------------------------------------------------------------
 
     def _init_types(self, in_type: FieldType, out_type: FieldType) -> Tuple[int, list, list]:
-        d, sig_in, sig_out = check_types(in_type, out_type)
+        d, sig_in, sig_out, reps = check_any_types(in_type, out_type)
+        self._reps = reps  # key -> escnn representation, for fields that are not tensor fields (field_keys)
+        self._all_tensor = all(key[0] != "rep" for key in list(sig_in) + list(sig_out))
         self.d = d
         self.space = in_type.gspace
         self.in_type = in_type
@@ -237,8 +315,9 @@ class KernelExpansionModule(EquivariantModule):
         for name, flag in (("bias", bias), ("initialize", initialize)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True or False, got {flag!r}")
-        self._fields_in = FieldLayout(sig_in, self.d)
-        self._fields_out = FieldLayout(sig_out, self.d)
+        sizes = {key: _rep_of(self.space, key, self._reps).size for key in set(sig_in) | set(sig_out)}
+        self._fields_in = FieldLayout(sig_in, self.d, sizes)
+        self._fields_out = FieldLayout(sig_out, self.d, sizes)
         self._cache = ExpansionCache()
         self._build_kernel_plan()
         self._build_bias_plan(bias)
@@ -263,8 +342,7 @@ class KernelExpansionModule(EquivariantModule):
         K, d = self.kernel_size, self.d
         S = K**d
         C_out, C_in = len(fo.order), len(fi.order)
-        call = (f"{type(self).__name__}({describe_signature(field_signature(self.in_type))} -> "
-                f"{describe_signature(field_signature(self.out_type))}, K={K})")
+        call = f"{type(self).__name__}({self._describe()}, K={K})"
         _check_memory(call, 24.0 * C_out * C_in * S, f"index, value and kernel for {C_out} x {C_in} x {K}^{d} entries")
         index = np.full((C_out, C_in, S), -1, dtype=np.int64)
         value = np.zeros((C_out, C_in, S), dtype=np.float64)
@@ -272,6 +350,7 @@ class KernelExpansionModule(EquivariantModule):
         in_start = np.cumsum([0] + [m * dim for m, dim in zip(fi.count, fi.dim)])
         self._pairs = []  # per out type: list of (has filters, offset, m_out, m_in, n)
         self._grams = []  # per out type: sparse (K^d, K^d) pixel Gram matrix, sum over in types of m_in B^T B / dim
+        self._general = []  # per pair with a field that is not a tensor field: names of its buffers (_expand_general)
         offset = 0
         for to, t_out in enumerate(fo.types):
             row = []
@@ -279,8 +358,15 @@ class KernelExpansionModule(EquivariantModule):
             rows = fo.order[out_start[to] : out_start[to + 1]]
             for ti, t_in in enumerate(fi.types):
                 m_out, m_in = fo.count[to], fi.count[ti]
-                n, filt, vals = pair_index(self.space, K, t_in, t_out)  # (do, di, S)
                 cols = fi.order[in_start[ti] : in_start[ti + 1]]
+                if t_in[0] == "rep" or t_out[0] == "rep":
+                    n = self._add_general_pair(to, ti, t_in, t_out, offset, m_out, m_in, rows, cols)
+                    if n > 0:
+                        gram = gram + scipy.sparse.csr_matrix(m_in * self._general[-1]["gram"])
+                    row.append((n > 0, offset, m_out, m_in, n))
+                    offset += m_out * m_in * n
+                    continue
+                n, filt, vals = pair_index(self.space, K, t_in, t_out)  # (do, di, S)
                 if n > 0:
                     do, di = filt.shape[:2]
                     a = np.arange(m_out).reshape(-1, 1, 1, 1, 1)
@@ -302,9 +388,8 @@ class KernelExpansionModule(EquivariantModule):
             self._grams.append(gram / fo.dim[to])
         if offset == 0:
             raise ValueError(
-                f"there is no nonzero equivariant kernel of size {self.kernel_size} from in_type "
-                f"{field_signature(self.in_type)} to out_type {field_signature(self.out_type)} (as (k, parity) "
-                f"per field); the layer would be constant. Use a larger kernel_size or other field types."
+                f"there is no nonzero equivariant kernel of size {self.kernel_size} from in_type to out_type "
+                f"({self._describe()}); the layer would be constant. Use a larger kernel_size or other field types."
             )
         index[index < 0] = 0  # value 0 there
         self.weights = Parameter(torch.zeros(offset))
@@ -313,6 +398,66 @@ class KernelExpansionModule(EquivariantModule):
         self._kernel_shape = index.shape[:2] + (K,) * d
         self.register_buffer("_kernel_index", torch.from_numpy(np.ascontiguousarray(index).reshape(-1)), persistent=False)
         self._add_basis("_kernel_value", torch.from_numpy(np.ascontiguousarray(value)).view(self._kernel_shape))
+
+    def _describe(self) -> str:
+        """``'<in fields> -> <out fields>'`` in runs (for messages)."""
+        from ._fields import field_keys
+
+        return f"{describe_keys(field_keys(self.in_type)[0])} -> {describe_keys(field_keys(self.out_type)[0])}"
+
+    def _add_general_pair(self, to, ti, t_in, t_out, offset, m_out, m_in, rows, cols) -> int:
+        """Plan and buffers of a field-type pair with a field that is not a tensor field (:func:`general_pair_plan`);
+        returns the number of weights per field pair. Its kernel block is written by :meth:`_expand_general`."""
+        K, d = self.kernel_size, self.d
+        rep_in, rep_out = _rep_of(self.space, t_in, self._reps), _rep_of(self.space, t_out, self._reps)
+        Dout, Din = rep_out.size, rep_in.size
+        _check_memory(
+            f"{type(self).__name__}({self._describe()}, K={K})",
+            32.0 * (m_out * m_in + 1) * Dout * Din * K**d,
+            f"a {rep_in.name} -> {rep_out.name} kernel block and its plan, {m_out} x {m_in} x {Dout} x {Din} x {K}^{d}",
+        )
+        plan = general_pair_plan(self.space, K, rep_in, rep_out)
+        if plan["n"] == 0:
+            return 0
+        g = len(self._general)
+        names = {"offset": offset, "m_out": m_out, "m_in": m_in, "n": plan["n"], "dims": (Dout, Din),
+                 "gram": plan["gram"], "blocks": []}
+        for b, (start, c_out, c_in, n_uv, F) in enumerate(plan["blocks"]):
+            name = f"_general_{g}_F{b}"
+            self._add_basis(name, torch.from_numpy(F))
+            names["blocks"].append((start, c_out, c_in, n_uv, name))
+        for key, arr in (("Q_out", plan["Q_out"]), ("Q_in_inv", plan["Q_in_inv"])):
+            self._add_basis(f"_general_{g}_{key}", torch.from_numpy(np.ascontiguousarray(arr)))
+        self.register_buffer(f"_general_{g}_perm", torch.from_numpy(plan["perm"]), persistent=False)
+        r, c = (cols, rows) if self._transposed else (rows, cols)
+        self.register_buffer(f"_general_{g}_rows", torch.from_numpy(np.ascontiguousarray(r[:, None])), persistent=False)
+        self.register_buffer(f"_general_{g}_cols", torch.from_numpy(np.ascontiguousarray(c[None, :])), persistent=False)
+        self._general.append(names)
+        return plan["n"]
+
+    def _expand_general(self, kernel: torch.Tensor) -> torch.Tensor:
+        """Write the kernel blocks of the pairs with fields that are not tensor fields into ``kernel``:
+        :math:`Q_{out} \kappa' Q_{in}^{-1}`, :math:`\kappa'` expanded in the irrep-pair filters
+        (:func:`general_pair_plan`; one small einsum per irrep pair, one gather, two products)."""
+        S = self.kernel_size**self.d
+        for g, p in enumerate(self._general):
+            m_out, m_in, n = p["m_out"], p["m_in"], p["n"]
+            Dout, Din = p["dims"]
+            W = self.weights[p["offset"] : p["offset"] + m_out * m_in * n].view(m_out, m_in, n)
+            parts = []
+            for start, c_out, c_in, n_uv, name in p["blocks"]:
+                w = W[:, :, start : start + c_out * c_in * n_uv].reshape(m_out, m_in, c_out, c_in, n_uv)
+                parts.append(torch.einsum("abvun,npqs->abvupqs", w, getattr(self, name)).reshape(m_out, m_in, -1))
+            parts.append(W.new_zeros(m_out, m_in, 1))
+            irr = torch.cat(parts, -1).index_select(2, getattr(self, f"_general_{g}_perm"))
+            irr = irr.view(m_out, m_in, Dout, Din, S)
+            Q_out, Q_in_inv = getattr(self, f"_general_{g}_Q_out"), getattr(self, f"_general_{g}_Q_in_inv")
+            block = torch.einsum("xX,abXYs,Yy->axbys", Q_out, irr, Q_in_inv)
+            block = block.reshape((m_out * Dout, m_in * Din) + (self.kernel_size,) * self.d)
+            if self._transposed:
+                block = block.transpose(0, 1)
+            kernel = kernel.index_put((getattr(self, f"_general_{g}_rows"), getattr(self, f"_general_{g}_cols")), block)
+        return kernel
 
     def _build_bias_plan(self, bias: bool) -> None:
         """``bias`` (flat, ``(m_out, n_b)`` per out type) and the gather index/value of the dense bias ``(C_out,)``."""
@@ -323,9 +468,27 @@ class KernelExpansionModule(EquivariantModule):
         value = np.zeros(C_out, dtype=np.float64)
         start = np.cumsum([0] + [m * dim for m, dim in zip(fo.count, fo.dim)])
         offset = 0
+        self._general_bias = []  # (offset, m_out, n, name of Q[:, trivial copies], name of the rows)
         for to, t_out in enumerate(fo.types):
-            n, filt, vals = invariant_filter_index(self.space, 1, t_out[0], t_out[1]) if bias else (0, None, None)
             m_out = fo.count[to]
+            if t_out[0] == "rep":
+                rep = self._reps[t_out]
+                sizes = [self.space.fibergroup.irrep(*i).size for i in rep.irreps]
+                starts_ = np.cumsum([0] + sizes)
+                triv = [int(starts_[c]) for c, i in enumerate(rep.irreps)
+                        if self.space.fibergroup.irrep(*i).is_trivial()] if bias else []
+                n = len(triv)
+                if n > 0:
+                    g = len(self._general_bias)
+                    Q = np.asarray(rep.change_of_basis, dtype=np.float64)[:, triv]
+                    self._add_basis(f"_general_bias_{g}_Q", torch.from_numpy(np.ascontiguousarray(Q)))
+                    rows = fo.order[start[to] : start[to + 1]]
+                    self.register_buffer(f"_general_bias_{g}_rows", torch.from_numpy(rows.copy()), persistent=False)
+                    self._general_bias.append((offset, m_out, n))
+                self._bias_blocks.append((n > 0, offset, m_out, n))
+                offset += m_out * n
+                continue
+            n, filt, vals = invariant_filter_index(self.space, 1, t_out[0], t_out[1]) if bias else (0, None, None)
             if n > 0:
                 rows = fo.order[start[to] : start[to + 1]]
                 a = np.arange(m_out)[:, None]
@@ -389,14 +552,24 @@ class KernelExpansionModule(EquivariantModule):
 
     def _expand_kernel(self) -> torch.Tensor:
         """Dense kernel from ``weights`` (one gather and one product): ``(C_out, C_in, K..)``, or
-        ``(C_in, C_out, K..)`` for a transposed layer (torch's ``conv_transpose`` weight layout)."""
-        return self.weights.index_select(0, self._kernel_index).view(self._kernel_shape) * self._kernel_value
+        ``(C_in, C_out, K..)`` for a transposed layer (torch's ``conv_transpose`` weight layout). Blocks of fields
+        that are not tensor fields are written by :meth:`_expand_general`."""
+        kernel = self.weights.index_select(0, self._kernel_index).view(self._kernel_shape) * self._kernel_value
+        if getattr(self, "_general", None):
+            kernel = self._expand_general(kernel)
+        return kernel
 
     def _expand_bias(self) -> Optional[torch.Tensor]:
-        """Dense bias ``(out_type.size,)`` from ``bias`` (one gather), or ``None``."""
+        """Dense bias ``(out_type.size,)`` from ``bias`` (one gather; fields that are not tensor fields: ``Q b`` on
+        the trivial copies of their irreps), or ``None``."""
         if self.bias is None:
             return None
-        return self.bias.index_select(0, self._bias_index) * self._bias_value
+        out = self.bias.index_select(0, self._bias_index) * self._bias_value
+        for g, (offset, m_out, n) in enumerate(getattr(self, "_general_bias", ())):
+            b = self.bias[offset : offset + m_out * n].view(m_out, n)
+            vals = (b @ getattr(self, f"_general_bias_{g}_Q").t()).reshape(-1)
+            out = out.index_put((getattr(self, f"_general_bias_{g}_rows"),), vals)
+        return out
 
     def expand_parameters(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """The dense kernel (torch's weight layout of the layer) and bias ``(C_out,)`` (or ``None``), freshly
@@ -496,15 +669,29 @@ class KernelExpansionModule(EquivariantModule):
         for key in ("in_type", "out_type", "space"):
             del state[key]
         state["_cache"] = ExpansionCache()
+        if not getattr(self, "_all_tensor", True):  # escnn's types pickle through escnn_tensor._pickling
+            state["_types"] = (self.space, self.in_type, self.out_type)
+            return state
         state["_recipe"] = (
             gspace_recipe(self.space),
-            field_signature(self.in_type),
-            field_signature(self.out_type),
+            [tuple(key) for key in self._signature(self.in_type)],
+            [tuple(key) for key in self._signature(self.out_type)],
         )
         return state
 
+    @staticmethod
+    def _signature(field_type):
+        from ._fields import field_keys
+
+        return field_keys(field_type)[0]
+
     def __setstate__(self, state):
         state = dict(state)
+        if "_types" in state:
+            state["space"], state["in_type"], state["out_type"] = state.pop("_types")
+            state["_cache"] = ExpansionCache()
+            super().__setstate__(state)
+            return
         gs_recipe, sig_in, sig_out = state.pop("_recipe")
         gs = rebuild_gspace(gs_recipe)
         state["space"] = gs

@@ -147,7 +147,7 @@ class TensorProductNonLinearity(TensorFieldModule):
         if out_type is None:
             out_type = in_type
         self._set_types(in_type, out_type)
-        d, sig_in, sig_out = check_types(in_type, out_type)
+        d, sig_in, sig_out = check_types(in_type, out_type, "TensorProductNonLinearity")
         for name, flag in (("bias", bias), ("initialize", initialize)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True or False, got {flag!r}")

@@ -459,14 +459,14 @@ def test_double_on_one_layer_leaves_another_alone_and_basis_stays_exact():
 # bad input
 
 
-def test_rejects_non_tensor_fields():
+def test_accepts_any_fields_but_not_two_stage_on_them():
     gs = GS[2]
     good = et.tensor_type(gs, [(1, 1, 1)])
     regular = nn.FieldType(gs, [gs.trivial_repr, gs.regular_repr])
-    with pytest.raises(ValueError, match=r"in_type: .*field 1 .*regular.*Accepted"):
-        GeometricConv(regular, good, 3)
-    with pytest.raises(ValueError, match=r"out_type: .*field 1"):
-        GeometricConv(good, regular, 3)
+    # any escnn fields are accepted (issue 17; tests/nn/test_conv_any_types.py checks them), on the dense path
+    assert GeometricConv(regular, good, 3).method == "dense"
+    with pytest.raises(ValueError, match=r"method='two_stage' needs tensor fields.*-> 1 x \(k=0,p=\+1\) \+ 1 x regular"):
+        GeometricConv(good, regular, 3, method="two_stage")
     with pytest.raises(TypeError, match="in_type must be an escnn FieldType"):
         GeometricConv([(1, 1, 1)], good, 3)
 
