@@ -8,7 +8,7 @@ For backward compatibility a split also unpacks as ``x, y = split`` (a lazy spli
 
 **By trajectory.** The samples of a file task are ``(trajectory, time)`` pairs (:class:`FileTask`); a trajectory
 belongs to exactly one split, so no split sees a time step of another's trajectory. Trajectories go to the splits
-in proportion to ``n_train : n_val : n_test`` (at least one each) after a permutation drawn from ``seed``, unless
+in proportion to ``n_train : n_val : n_test`` (``8 : 1 : 1`` unless all three are given; at least one each) after a permutation drawn from ``seed``, unless
 the spec gives trajectory ranges; then each split takes ``n`` of its samples (drawn from ``seed``, in order) or
 all of them. A built-in task's samples are each their own trajectory (one data set of ``n_train + n_val + n_test``
 samples from :func:`escnn_tensor.data.load` with ``seed``, split in that order, as before).
@@ -206,7 +206,9 @@ def _allocate(task: FileTask, counts, seed: int) -> list:
     if n < 3:
         raise DataError(f"the data hold {n} trajectory(ies); splitting by trajectory into train, validation and "
                         f"test needs at least 3", task.source.path)
-    weights = np.array([c if c is not None else 1 for c in counts], dtype=np.float64)
+    defaults = (8, 1, 1)  # without sizes: 80% / 10% / 10% of the trajectories
+    known = all(c is not None for c in counts)
+    weights = np.array(counts if known else defaults, dtype=np.float64)
     share = np.maximum(1, np.floor(weights / weights.sum() * n).astype(np.int64))
     while share.sum() > n:
         share[np.argmax(share)] -= 1
