@@ -35,6 +35,7 @@ from ..groups import (
 __all__ = [
     "levi_civita_symbol",
     "permutation_parity",
+    "kronecker_delta_symbol",
     "parse_shape",
     "wrap_indices",
     "get_contraction_indices",
@@ -111,6 +112,18 @@ def levi_civita_symbol(D: int, dtype: torch.dtype = torch.float64, device=None) 
             eps[perm] = float(permutation_parity(perm))
         _LEVI_CIVITA[key] = eps
     return eps
+
+
+def kronecker_delta_symbol(D: int, k: int, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
+    """The order-``k`` Kronecker delta, shape ``(D,)*k``: 1 where all indices are equal, 0 elsewhere (ginjax's
+    ``KroneckerDeltaSymbol.get``; a new tensor each call)."""
+    D = check_dimension(D, "D")
+    if not is_integer(k) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    delta = torch.zeros((D,) * k, dtype=dtype, device=device)
+    for i in range(D):
+        delta[(i,) * k] = 1.0
+    return delta
 
 
 def parse_shape(shape: Sequence[int], D: int) -> Tuple[Tuple[int, ...], int]:

@@ -123,6 +123,18 @@ class GeometricImage:
         k = check_order(k)
         return cls(torch.zeros(spatial + (D,) * k, dtype=dtype, device=device), parity, D, is_torus, k=k)
 
+    @classmethod
+    def kronecker_delta(
+        cls, N: Union[int, Sequence[int]], D: int, k: int = 2, dtype: Optional[torch.dtype] = None, device=None
+    ) -> "GeometricImage":
+        """The image whose every pixel is the Kronecker delta of order ``k`` (1 where all ``k`` indices are equal, 0
+        elsewhere; :func:`escnn_tensor.image.functional.kronecker_delta_symbol`): an invariant tensor image,
+        parity +1 (ginjax's ``get_kronecker_delta_image``)."""
+        D = check_dimension(D, "D")
+        spatial = per_axis(N, D, "N")
+        delta = fn.kronecker_delta_symbol(D, check_order(k), dtype or torch.get_default_dtype(), device)
+        return cls(delta.expand(spatial + delta.shape).clone(), 1, D, k=k)
+
     def __getitem__(self, key) -> torch.Tensor:
         """``self.data[key]``: a tensor (ginjax's indexing; e.g. ``img[0, 5, 0, 1]``, ``img[4:, 2:3]``)."""
         return self.data[key]
@@ -435,14 +447,19 @@ class GeometricImage:
         x = x.permute(order)
         return x.reshape(self.batch_shape + tuple(ns) + (size**D,) + (D,) * self.k)
 
-    def max_pool(self, size: int) -> "GeometricImage":
+    def max_pool(self, size: int, use_norm: bool = True) -> "GeometricImage":
         """In every ``size**D`` patch keep the pixel of largest norm (ginjax's ``max_pool`` with
-        ``use_norm=True``; for scalars that is the largest absolute value). Ties go to the first pixel of the
-        patch in row-major order of the grid axes, as in ginjax. ``size`` must divide ``N``."""
+        ``use_norm=True``, the default; for scalars that is the largest absolute value). ``use_norm=False`` keeps
+        the largest value, for scalar images (``k = 0``) only, as in ginjax. Ties go to the first pixel of the patch
+        in row-major order of the grid axes, as in ginjax. ``size`` must divide every side."""
+        if not isinstance(use_norm, bool):
+            raise TypeError(f"use_norm must be True or False, got {use_norm!r}")
+        if not use_norm and self.k:
+            raise ValueError(f"max_pool(use_norm=False) takes the largest value of a scalar image; this one has k={self.k}")
         p = self._patches(size)
         axis = self.n_batch + self.D
         dims = list(range(axis + 1, p.dim()))
-        norms = torch.linalg.vector_norm(p, dim=dims) if dims else p.abs()
+        norms = torch.linalg.vector_norm(p, dim=dims) if dims else (p.abs() if use_norm else p)
         best = norms.argmax(dim=axis, keepdim=True)  # first maximum
         best = best.reshape(best.shape + (1,) * self.k).expand(best.shape + (self.D,) * self.k)
         return self._new(p.gather(axis, best).squeeze(axis))

@@ -60,7 +60,7 @@ class MultiImage(MutableMapping):
     batch first, channels last among the **leading axes**, then ``D`` spatial axes in grid layout (a square/cubic
     grid ``(N,)*D`` or any rectangular one) and ``k`` tensor axes. Every value has the same number of leading
     axes (at least 2: batch and channels; :meth:`expand` adds more, e.g. ``(B, T, C)`` for time series), the same
-    leading sizes except the channel count, the same grid, dtype and device.
+    batch size, grid, dtype and device; the other leading sizes may differ between keys (as in ginjax).
 
     Convention differences with ginjax (see ``docs/images.md``): the batch and channel axes are always present
     (ginjax also allows a lone channel axis); parities are ``+1``/``-1`` (ginjax ``0``/``1``); bad input raises
@@ -112,11 +112,11 @@ class MultiImage(MutableMapping):
         if others:
             kk, first = next(iter(others.items()))
             first_lead = first.dim() - D - kk[0]
-            mine = (n_lead, tuple(value.shape[: n_lead - 1]), tuple(value.shape[n_lead : n_lead + D]))
-            theirs = (first_lead, tuple(first.shape[: first_lead - 1]), tuple(first.shape[first_lead : first_lead + D]))
+            mine = (n_lead, value.shape[0], tuple(value.shape[n_lead : n_lead + D]))
+            theirs = (first_lead, first.shape[0], tuple(first.shape[first_lead : first_lead + D]))
             if mine != theirs:
                 raise ValueError(
-                    f"all values must share batch size and grid size (and the leading axes before the channels): "
+                    f"all values must share batch size and grid size (and the number of leading axes): "
                     f"key (k={k}, parity={p:+d}) has shape {tuple(value.shape)}, key (k={kk[0]}, parity={kk[1]:+d}) "
                     f"has {tuple(first.shape)}"
                 )
@@ -179,7 +179,7 @@ class MultiImage(MutableMapping):
 
     @property
     def leading_shape(self) -> Tuple[int, ...]:
-        """The leading sizes shared by every block: all leading axes but the channels (``(B,)`` usually)."""
+        """The leading sizes of the first block but the channels (``(B,)`` with only batch and channel axes)."""
         first = self._first()
         return () if first is None else tuple(first[1].shape[: self.n_leading - 1])
 
@@ -498,9 +498,10 @@ class MultiImage(MutableMapping):
                 f"{op}: MultiImages must have the same batch size (no broadcasting), got batch sizes "
                 f"{self.batch_size} and {other.batch_size}"
             )
-        if same_batch and self.leading_shape != other.leading_shape:
+        if same_batch and any(v.shape != other[key].shape for key, v in self.items()):
             raise ValueError(
-                f"{op}: MultiImages must have the same leading axes, got {self.leading_shape} and {other.leading_shape}"
+                f"{op}: MultiImages must have blocks of the same shapes, got "
+                f"{[tuple(v.shape) for v in self.values()]} and {[tuple(v.shape) for v in other.values()]}"
             )
 
     def __add__(self, other: "MultiImage") -> "MultiImage":
@@ -550,15 +551,17 @@ class MultiImage(MutableMapping):
             raise ValueError(f"concat: MultiImages must have the same leading axes, got {n} and {other.n_leading}")
         if axis != channel:
             self._check_compatible(other, f"concat(axis={axis})", same_batch=False)
-            lead_a = self.leading_shape[:axis] + self.leading_shape[axis + 1 :]
-            lead_b = other.leading_shape[:axis] + other.leading_shape[axis + 1 :]
-            if lead_a != lead_b:
-                raise ValueError(
-                    f"concat(axis={axis}): the other leading sizes must match, got {self.leading_shape} and "
-                    f"{other.leading_shape}"
-                )
+            for key, v in self.items():
+                w = other[key]
+                if v.shape[:axis] + v.shape[axis + 1 :] != w.shape[:axis] + w.shape[axis + 1 :]:
+                    raise ValueError(
+                        f"concat(axis={axis}): blocks of key {key} must match on every axis but {axis}, got "
+                        f"{tuple(v.shape)} and {tuple(w.shape)}"
+                    )
             return self._new({key: torch.cat([v, other[key]], axis) for key, v in self.items()})
-        if (self.leading_shape, self.spatial_dims) != (other.leading_shape, other.spatial_dims):
+        if (self.leading_shape, self.spatial_dims) != (other.leading_shape, other.spatial_dims) or any(
+            v.shape[: n - 1] != other[key].shape[: n - 1] for key, v in self.items() if key in other
+        ):
             if n == 2 and len(set(self.spatial_dims)) == 1 and len(set(other.spatial_dims)) == 1:
                 mine, theirs = (self.batch_size, self.spatial_dims[0]), (other.batch_size, other.spatial_dims[0])
             else:
