@@ -228,7 +228,10 @@ BAD_INPUTS = [
     # ---- translators ------------------------------------------------------------------------------------------
     row("to_geometric_tensor string", lambda: to_geometric_tensor("mi", GS2), TypeError, r"multi_image must be an escnn_tensor\.MultiImage, got str"),
     row("to_geometric_tensor D mismatch", lambda: to_geometric_tensor(multi(), GS3), ValueError, r"gspace .* acts on R\^3, but the MultiImage has D=2"),
-    row("to_geometric_tensor gspace string", lambda: to_geometric_tensor(multi(), "gs"), TypeError, r"gspace must be an escnn GSpace"),
+    row("to_geometric_tensor gspace string", lambda: to_geometric_tensor(multi(), "gs"), TypeError, r"target must be an escnn GSpace \(fields in canonical order\) or a FieldType \(fields in its order\), got str"),
+    row("to_geometric_tensor target type with other fields (issue 20 item 9)", lambda: to_geometric_tensor(multi(), et.tensor_type(GS2, [(1, -1, 1), (0, 1, 1)])), ValueError, r"^target field type holds 1 x \(k=0, parity=\+1\), 1 x \(k=1, parity=-1\), but the MultiImage holds 2 x \(k=0, parity=\+1\), 1 x \(k=1, parity=-1\): every \(k, parity\) needs as many fields"),
+    row("to_geometric_tensor target type with a vector for a pseudovector", lambda: to_geometric_tensor(multi(), et.tensor_type(GS2, [(1, 1, 1), (0, 1, 2)])), ValueError, r"target field type holds 2 x \(k=0, parity=\+1\), 1 x \(k=1, parity=\+1\), but the MultiImage holds .*1 x \(k=1, parity=-1\)"),
+    row("to_geometric_tensor target type regular", lambda: to_geometric_tensor(multi(), REG2), ValueError, r"not tensor fields: field 0 \(regular"),
     row("from_geometric_tensor tensor", lambda: from_geometric_tensor(torch.zeros(1, 3, 5, 5)), TypeError, r"gt must be an escnn GeometricTensor, got Tensor"),
     row("from_geometric_tensor regular", lambda: from_geometric_tensor(gt2(REG2)), ValueError, r"not tensor fields: field 0 \(regular"),
     row("from_geometric_tensor is_torus", lambda: from_geometric_tensor(gt2(), is_torus="yes"), TypeError, r"is_torus must be a bool or a tuple of 2 bools"),
@@ -475,6 +478,8 @@ def test_correct_calls_work():
     assert MultiImage.from_numpy_dict(m.to_numpy_dict(), 2).equal(m)
     gt = to_geometric_tensor(m, GS2)
     assert from_geometric_tensor(gt).equal(m)
+    reordered = to_geometric_tensor(m, et.tensor_type(GS2, [(1, -1, 1), (0, 1, 2)]))
+    assert from_geometric_tensor(reordered).equal(m) and reordered.type.size == gt.type.size
     assert plotting.plot_image(torch.zeros(3, 3, 2), 1, 2, vmax=1.0) is not None
     assert plotting.plot_images([(torch.zeros(3, 3), 1), (torch.zeros(3, 3, 2), -1, "t")], ncols=1, D=2) is not None
     assert plotting.plot_image(torch.zeros(3, 3, 3), 1, 3, z_slices=[0, -1]) is not None

@@ -7,7 +7,8 @@ Layouts
 - ``GeometricTensor``: one tensor ``(B, sum_fields d**k, N, ..., N)`` whose last spatial axis runs along
   ``+x``, the second-last along ``-y`` and (3D) the third-last along ``-z``
   (see :func:`escnn_tensor.grid_to_escnn`). The fields come in the canonical key order
-  (:func:`escnn_tensor.canonical_order`); a key with ``C`` channels gives ``C`` consecutive fields of type
+  (:func:`escnn_tensor.canonical_order`), or in the order of a target ``FieldType`` given to
+  :func:`to_geometric_tensor` (a type whose fields do not match the data's keys and channel counts is refused); a key with ``C`` channels gives ``C`` consecutive fields of type
   :func:`escnn_tensor.tensor_rep` ``(gspace, k, parity)``, each holding its ``d**k`` components in row-major
   order of the tensor indices (the natural basis of ``tensor_rep``).
 
@@ -36,31 +37,74 @@ def multi_image_field_type(multi_image: MultiImage, gspace: GSpace) -> FieldType
     return tensor_type(gspace, [(k, p, c) for (k, p), c in multi_image.signature])
 
 
-def to_geometric_tensor(multi_image: MultiImage, gspace: GSpace) -> GeometricTensor:
+def _describe(keys: List[Tuple[int, int]]) -> str:
+    counts: Dict[Tuple[int, int], int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{c} x (k={k}, parity={p:+d})" for (k, p), c in sorted(counts.items())) or "no fields"
+
+
+def _field_order(canonical: FieldType, target: FieldType) -> List[int]:
+    """For every field of ``target``, the index of the field of the canonical layout that goes there: the ``c``-th
+    field of type ``(k, parity)`` in ``target`` takes the ``c``-th such field (channel) of the data. Types are
+    compared by :func:`escnn_tensor.field_signature` (on a subgroup gspace, tensor types the subgroup cannot tell
+    apart, e.g. scalars and pseudoscalars under rotations only, count as one)."""
+    have = field_signature(canonical)
+    want = field_signature(target)  # raises ValueError naming fields that are not tensor fields
+    queues: Dict[Tuple[int, int], List[int]] = {}
+    for i, key in enumerate(have):
+        queues.setdefault(key, []).append(i)
+    if sorted(have) != sorted(want):
+        raise ValueError(
+            f"target field type holds {_describe(want)}, but the MultiImage holds {_describe(have)}: every "
+            f"(k, parity) needs as many fields of that type as the MultiImage has channels (the order is free)"
+        )
+    return [queues[key].pop(0) for key in want]
+
+
+def to_geometric_tensor(multi_image: MultiImage, target: Union[GSpace, FieldType]) -> GeometricTensor:
     """Lay a ``MultiImage`` out as an escnn ``GeometricTensor``.
 
     Args:
         multi_image: a :class:`escnn_tensor.MultiImage` with ``D == gspace.dimensionality``.
-        gspace: an accepted gspace (``hyperoctahedral_gspace(D)`` or a subgroup's, see
-            :func:`escnn_tensor.check_gspace`).
+        target: an accepted gspace (``hyperoctahedral_gspace(D)`` or a subgroup's, see
+            :func:`escnn_tensor.check_gspace`): the fields come in canonical key order, the type is
+            :func:`multi_image_field_type`; or a ``FieldType`` of tensor fields on such a gspace (e.g. a
+            hand-built ``tensor_type(gs, [(2, +1, 1), (0, +1, 1)])``): the fields come in *its* order and the
+            result has exactly this type. Channel ``c`` of key ``(k, parity)`` becomes the ``c``-th field of type
+            ``(k, parity)`` in the type's order (the inverse of :func:`from_geometric_tensor`).
 
     Returns:
-        ``GeometricTensor`` of shape ``(B, sum_keys C * D**k, N, ..., N)`` in escnn's layout, with field type
-        :func:`multi_image_field_type`. ``is_torus`` is not carried (escnn has no such notion).
-        Bit-exact and differentiable.
+        ``GeometricTensor`` of shape ``(B, sum_keys C * D**k, N, ..., N)`` in escnn's layout. ``is_torus`` is not
+        carried (escnn has no such notion). Bit-exact and differentiable.
+
+    Raises:
+        TypeError: ``multi_image`` is not a MultiImage or ``target`` neither a GSpace nor a FieldType.
+        ValueError: the dimensions differ, or the type's fields cannot be matched to the data's: a ``(k, parity)``
+            whose number of fields differs from the MultiImage's channel count (a missing or extra key included),
+            or fields that are not tensor fields. The message lists both.
     """
     if not isinstance(multi_image, MultiImage):
         raise TypeError(f"multi_image must be an escnn_tensor.MultiImage, got {type(multi_image).__name__}")
+    if isinstance(target, FieldType):
+        gspace = target.gspace
+    elif isinstance(target, GSpace):
+        gspace = target
+    else:
+        raise TypeError(
+            f"target must be an escnn GSpace (fields in canonical order) or a FieldType (fields in its order), "
+            f"got {type(target).__name__}"
+        )
     d = check_gspace(gspace)
     if d != multi_image.D:
-        raise ValueError(
-            f"gspace {gspace.name} acts on R^{d}, but the MultiImage has D={multi_image.D}"
-        )
+        raise ValueError(f"gspace {gspace.name} acts on R^{d}, but the MultiImage has D={multi_image.D}")
     if multi_image.n_leading != 2:
         raise ValueError(
             f"to_geometric_tensor needs a MultiImage with the (batch, channels) leading axes, got "
             f"{multi_image.n_leading} leading axes (combine_axes merges extra ones; an empty MultiImage has none)"
         )
+    canonical = multi_image_field_type(multi_image, gspace)
+    order = None if target is gspace else _field_order(canonical, target)
     blocks = []
     for (k, _), x in multi_image.items():
         B, C = x.shape[:2]
@@ -68,7 +112,14 @@ def to_geometric_tensor(multi_image: MultiImage, gspace: GSpace) -> GeometricTen
         x = x.movedim(-1, 2).reshape((B, C * d**k) + x.shape[2 : 2 + d])  # channel c*d^k + component
         blocks.append(grid_to_escnn(x, d))
     tensor = torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0].contiguous()
-    return GeometricTensor(tensor, multi_image_field_type(multi_image, gspace))
+    if order is None:
+        return GeometricTensor(tensor, canonical)
+    if order != sorted(order):
+        starts = [0]
+        for rep in canonical.representations:
+            starts.append(starts[-1] + rep.size)
+        tensor = torch.cat([tensor[:, starts[i] : starts[i + 1]] for i in order], dim=1)
+    return GeometricTensor(tensor, target)
 
 
 def from_geometric_tensor(

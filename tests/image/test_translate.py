@@ -108,6 +108,62 @@ def test_non_canonical_field_order_is_gathered_by_key():
     assert torch.equal(canon, t[:, [2, 0, 1, 3, 4]])  # scalar first, then the two vectors in order
 
 
+def test_target_field_type_sets_the_order_issue_20_item_9():
+    """A hand-built type with the 2-tensor first: to_geometric_tensor(mi, ft) lays the fields out in ft's order
+    and returns exactly ft (the canonical layout puts the scalar first; both have 5 channels)."""
+    gs = hyperoctahedral_gspace(2)
+    mi = multi(2, 5, [(0, 1, 1), (2, 1, 1)])
+    ft = tensor_type(gs, [(2, +1, 1), (0, +1, 1)])
+    gt = to_geometric_tensor(mi, ft)
+    assert gt.type is ft
+    canon = to_geometric_tensor(mi, gs).tensor  # scalar, then the 4 components of the 2-tensor
+    assert torch.equal(gt.tensor, canon[:, [1, 2, 3, 4, 0]])
+    back = from_geometric_tensor(gt)
+    assert back.signature == mi.signature and all(torch.equal(back[key], mi[key]) for key in mi)
+
+
+@pytest.mark.parametrize("D", [2, 3])
+def test_target_field_type_interleaved_commutes_with_every_element(D):
+    """Several channels per key, interleaved with other keys: channel c of a key is the c-th field of that key in
+    the type's order; translation commutes bit for bit with every group element (escnn's transform of the result);
+    the round trip through from_geometric_tensor is the identity both ways."""
+    gs = hyperoctahedral_gspace(D)
+    ft = tensor_type(gs, [(1, 1, 1), (0, -1, 1), (1, 1, 1), (2, 1, 1), (0, -1, 1), (1, 1, 1)])
+    mi = multi(D, 4 if D == 3 else 5, [(0, -1, 2), (1, 1, 3), (2, 1, 1)], B=1)
+    gt = to_geometric_tensor(mi, ft)
+    assert gt.type is ft
+    d = D
+    starts = np.cumsum([0] + [d ** k for k, _ in [(1, 1), (0, -1), (1, 1), (2, 1), (0, -1), (1, 1)]])
+    canon = to_geometric_tensor(mi, gs)  # pseudoscalars 0-1, vectors 0-2, 2-tensor
+    cs = np.cumsum([0, 1, 1] + [d] * 3 + [d * d])
+    order = [(2, 0), (0, 0), (3, 1), (5, 0), (1, 1), (4, 2)]  # (canonical field index, its channel within the key)
+    for i, (j, _) in enumerate(order):
+        assert torch.equal(gt.tensor[:, starts[i] : starts[i + 1]], canon.tensor[:, cs[j] : cs[j + 1]])
+    for g in group_elements(gs):
+        assert torch.equal(to_geometric_tensor(mi.times_group_element(g), ft).tensor, gt.transform(g).tensor)
+    back = from_geometric_tensor(gt)
+    assert back.signature == mi.signature and all(torch.equal(back[key], mi[key]) for key in mi)
+    again = to_geometric_tensor(from_geometric_tensor(gt), ft)
+    assert again.type is ft and torch.equal(again.tensor, gt.tensor)
+
+
+def test_target_field_type_that_does_not_match_is_refused():
+    gs = hyperoctahedral_gspace(2)
+    mi = multi(2, 4, [(0, 1, 1), (1, 1, 2)])
+    cases = [
+        (tensor_type(gs, [(1, 1, 1), (0, 1, 1)]), r"target field type holds 1 x \(k=0, parity=\+1\), 1 x \(k=1, parity=\+1\), but the MultiImage holds 1 x \(k=0, parity=\+1\), 2 x \(k=1, parity=\+1\)"),
+        (tensor_type(gs, [(1, 1, 2), (0, 1, 1), (2, 1, 1)]), r"holds .*1 x \(k=2, parity=\+1\), but the MultiImage"),
+        (tensor_type(gs, [(1, -1, 2), (0, 1, 1)]), r"k=1, parity=-1"),
+        (tensor_type(hyperoctahedral_gspace(3), [(0, 1, 1), (1, 1, 2)]), r"acts on R\^3, but the MultiImage has D=2"),
+        (FieldType(gs, [gs.regular_repr]), r"regular"),
+    ]
+    for ft, match in cases:
+        with pytest.raises(ValueError, match=match):
+            to_geometric_tensor(mi, ft)
+    with pytest.raises(TypeError, match="target must be an escnn GSpace .* or a FieldType .*, got str"):
+        to_geometric_tensor(mi, "D4")
+
+
 def test_gradients_flow_both_ways():
     gs = hyperoctahedral_gspace(2)
     mi = multi(2, 4, [(0, 1, 1), (1, -1, 2)])
