@@ -8,9 +8,10 @@ Layouts
   ``+x``, the second-last along ``-y`` and (3D) the third-last along ``-z``
   (see :func:`escnn_tensor.grid_to_escnn`). The fields come in the canonical key order
   (:func:`escnn_tensor.canonical_order`), or in the order of a target ``FieldType`` given to
-  :func:`to_geometric_tensor` (a type whose fields do not match the data's keys and channel counts is refused); a key with ``C`` channels gives ``C`` consecutive fields of type
-  :func:`escnn_tensor.tensor_rep` ``(gspace, k, parity)``, each holding its ``d**k`` components in row-major
-  order of the tensor indices (the natural basis of ``tensor_rep``).
+  :func:`to_geometric_tensor` (a type whose fields do not match the data's keys and channel counts is refused);
+  a key with ``C`` channels gives ``C`` fields of type :func:`escnn_tensor.tensor_rep` ``(gspace, k, parity)``
+  (consecutive in the canonical order), each holding its ``d**k`` components in row-major order of the tensor
+  indices (the natural basis of ``tensor_rep``).
 
 Both directions are pure re-indexing (reshape, permute, flip, concatenate/split), so they are bit-exact and
 differentiable, and they commute exactly with the group:
