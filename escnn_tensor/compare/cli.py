@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", action="append", choices=list(FAMILIES), help="model family (repeatable)")
     p.add_argument("--params", type=_positive(int), help="trainable-parameter budget of every model (+-10%%)")
     p.add_argument("--epochs", type=_positive(int))
-    p.add_argument("--samples", type=_positive(int), help="training samples per task")
+    p.add_argument("--samples", type=_positive(int), action="append",
+                   help="training samples per task (repeatable: one row per size, nested training sets sharing "
+                        "validation and test; efficiency.png and a table of error against size)")
     p.add_argument("--val-samples", type=_positive(int), help="validation samples per task")
     p.add_argument("--test-samples", type=_positive(int), help="test samples per task")
     p.add_argument("--size", type=_positive(int),
@@ -193,7 +195,7 @@ def parse_args(argv: Optional[List[str]] = None) -> CompareConfig:
         augment=pick(a.augment, "augment"),
         params=pick(a.params, "params"),
         epochs=pick(a.epochs, "epochs"),
-        n_train=pick(a.samples, "samples"),
+        n_train=_train_sizes(pick(a.samples, "samples")),
         n_val=pick(a.val_samples, "val_samples"),
         n_test=pick(a.test_samples, "test_samples"),
         size=pick(a.size, "size"),
@@ -211,6 +213,14 @@ def parse_args(argv: Optional[List[str]] = None) -> CompareConfig:
         threads=a.threads,
         shard=a.shard,
     )
+
+
+def _train_sizes(value):
+    """``--samples`` given once (or the profile's int) -> an int; repeated -> the distinct sizes, ascending."""
+    if isinstance(value, list):
+        sizes = sorted(set(value))
+        return sizes[0] if len(sizes) == 1 else sizes
+    return value
 
 
 def _accepted_options(model: str) -> set:

@@ -3,13 +3,13 @@ r"""The configuration of a comparison run (:class:`CompareConfig`) and its check
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
 from ..groups import is_integer
 
-__all__ = ["CompareConfig", "check_config", "config_from_dict"]
+__all__ = ["CompareConfig", "check_config", "config_from_dict", "train_sizes"]
 
 
 @dataclasses.dataclass
@@ -22,7 +22,8 @@ class CompareConfig:
     augment: bool
     params: Optional[int]
     epochs: int
-    n_train: int
+    #: training-set size, or several (``--samples`` repeated: one row per size, see :func:`train_sizes`)
+    n_train: Union[int, Sequence[int]]
     n_val: int
     n_test: int
     size: Optional[int]
@@ -63,7 +64,8 @@ def check_config(config: CompareConfig) -> None:
         bad = [v for v in values if v not in accepted]
         if not values or bad:
             raise ValueError(f"{name} must be a non-empty list from {list(accepted)}, got {list(values)}")
-    for name in ("epochs", "n_train", "n_val", "n_test", "batch_size"):
+    train_sizes(config)
+    for name in ("epochs", "n_val", "n_test", "batch_size"):
         v = getattr(config, name)
         if not is_integer(v) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -89,6 +91,19 @@ def check_config(config: CompareConfig) -> None:
                     options = MODELS[model].options_for(family, config.model_options.get(model, {}))
                     MODELS[model](t.in_type(gs), t.out_type(gs), family, params=config.params, _counting=True,
                                   **options)
+
+
+def train_sizes(config: CompareConfig) -> List[int]:
+    """The training-set sizes of a run, ascending: ``[n_train]``, or the distinct entries of a list ``n_train``.
+
+    With several sizes every task's data set is made once for the largest; a row of size ``n`` trains on its
+    first ``n`` training samples, and all sizes share the validation and test samples (nested training sets).
+    Raises ``ValueError`` unless ``n_train`` is a positive integer or a non-empty list of them."""
+    n = config.n_train
+    values = list(n) if isinstance(n, (list, tuple)) else [n]
+    if not values or not all(is_integer(v) and v >= 1 for v in values):
+        raise ValueError(f"n_train must be a positive integer or a non-empty list of them, got {n!r}")
+    return sorted({int(v) for v in values})
 
 
 def config_from_dict(d: Dict[str, Any]) -> "CompareConfig":

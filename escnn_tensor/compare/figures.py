@@ -12,12 +12,12 @@ Every function takes the rows of ``results.json`` (dicts with at least ``task``,
   from the history of each row's chosen job (``row["history"]``, else ``DIR/jobs/*.json``, else
   ``DIR/checkpoints/<job>.pt``);
 - ``efficiency.png`` (:func:`plot_efficiency`): test error against ``n_train`` per family, log-log, for the
-  tasks with rows at several ``n_train`` (table: :func:`efficiency_table`);
+  tasks with rows at several ``n_train`` (its table: :func:`escnn_tensor.compare.report.efficiency_table`);
 - ``rollout.png`` (:func:`plot_rollout`): the error at every rollout step per family, for rows with
-  ``rollout_errors`` (table: :func:`rollout_table`, steps 1, 5, 10, 20).
+  ``rollout_errors`` (its table: :func:`escnn_tensor.compare.report.rollout_table`, steps 1, 5, 10, 20).
 
-Rows are grouped by (task, model, label, n_train); a group's value is the mean over its seeds with a finite
-value. Rows with ``diverged: true`` or non-finite errors never break a figure: a group with no finite value is
+Rows are grouped by (task, model, label, n_train) (:mod:`~escnn_tensor.compare.summary`); a group's value is the
+mean over its seeds with a finite value. Rows with ``diverged: true`` or non-finite errors never break a figure: a group with no finite value is
 drawn as a "diverged" marker or note, never as a number. The ``make_*`` functions return the matplotlib
 ``Figure`` (for inspection); the ``plot_*`` functions save it and return the path (``None`` when there is
 nothing to draw).
@@ -28,16 +28,16 @@ import json
 import math
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..groups import escnn_to_grid
+from .summary import efficiency_series, groups, mean_std, rollout_series, value
 
 __all__ = [
     "COLORS",
-    "ROLLOUT_STEPS",
     "field_images",
     "write_figures",
     "make_errors_figure",
@@ -49,19 +49,14 @@ __all__ = [
     "plot_learning_curves",
     "make_efficiency_figure",
     "plot_efficiency",
-    "efficiency_table",
     "make_rollout_figure",
     "plot_rollout",
-    "rollout_table",
 ]
 
 #: the colour of each label in every figure (others: grey)
 COLORS = {"geometric": "tab:blue", "steerable": "tab:green", "plain": "tab:orange", "plain+aug": "tab:red",
           "plain+avg": "tab:purple"}
 _COLORS = COLORS  # the old private name
-
-#: the steps of :func:`rollout_table`
-ROLLOUT_STEPS = (1, 5, 10, 20)
 
 Row = Dict[str, Any]
 
@@ -76,35 +71,6 @@ def _pyplot():
 
 
 # ---------------------------------------------------------------------------------------------------- rows
-
-
-def _value(x: Any) -> float:
-    """A float, or NaN for None / non-numbers / non-finite values."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return math.nan
-    return v if math.isfinite(v) else math.nan
-
-
-def _diverged(row: Row) -> bool:
-    return bool(row.get("diverged")) or not math.isfinite(_value(row.get("test_error")))
-
-
-def _mean_std(values: Iterable[float]) -> Tuple[float, float, int]:
-    """Mean and sample std of the finite values, and how many there were (NaN, NaN, 0 if none)."""
-    v = np.array([x for x in (_value(x) for x in values) if math.isfinite(x)], dtype=float)
-    if v.size == 0:
-        return math.nan, math.nan, 0
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
-
-
-def _groups(rows: Sequence[Row]) -> "OrderedDict[Tuple[str, str, str, Any], List[Row]]":
-    """Rows by (task, model, label, n_train), in order of appearance."""
-    out: "OrderedDict[Tuple, List[Row]]" = OrderedDict()
-    for r in rows:
-        out.setdefault((r["task"], r["model"], r["label"], r.get("n_train")), []).append(r)
-    return out
 
 
 def _tasks(rows: Sequence[Row]) -> List[str]:
@@ -126,12 +92,6 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=90)
     _pyplot().close(fig)
     return path
-
-
-def _fmt(mean: float, std: float, n: int, digits: int = 3) -> str:
-    if n == 0:
-        return "diverged"
-    return f"{mean:.{digits}g}" if n == 1 else f"{mean:.{digits}g} ± {std:.2g}"
 
 
 # ---------------------------------------------------------------------------------------------------- all
@@ -172,16 +132,16 @@ def make_errors_figure(rows: Sequence[Row]):
     """One panel per task: bars of the test error and the worst rotated test error (hatched) of every group, mean
     ± std over seeds, log scale; a group with no finite error is labelled "diverged" instead of a bar."""
     plt = _pyplot()
-    groups = _groups(rows)
+    by_group = groups(rows)
     tasks = _tasks(rows)
     fig, axes = plt.subplots(1, len(tasks), figsize=(1.2 + 3.6 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        keys = [k for k in groups if k[0] == task]
+        keys = [k for k in by_group if k[0] == task]
         x = np.arange(len(keys))
         low, finite_any = math.inf, False
         for off, key, hatch, name in ((-0.2, "test_error", None, "test"),
                                       (0.2, "rotated_test_error", "//", "rotated test (worst g)")):
-            stats = [_mean_std(r.get(key) for r in groups[k]) for k in keys]
+            stats = [mean_std(r.get(key) for r in by_group[k]) for k in keys]
             means = [m if n else 0.0 for m, _, n in stats]
             stds = [s if n else 0.0 for _, s, n in stats]
             ax.bar(x + off, means, 0.4, yerr=stds, hatch=hatch, label=name,
@@ -193,7 +153,7 @@ def make_errors_figure(rows: Sequence[Row]):
             ax.set_yscale("log")
             ax.set_ylim(bottom=low / 3)
         for i, k in enumerate(keys):
-            if _mean_std(r.get("test_error") for r in groups[k])[2] == 0:
+            if mean_std(r.get("test_error") for r in by_group[k])[2] == 0:
                 ax.text(i, 0.02, "diverged", rotation=90, ha="center", va="bottom", color="red", fontsize=8,
                         transform=ax.get_xaxis_transform())
         ax.set_xticks(x, [f"{_name(rows, *k)}\n{k[1]}" for k in keys], fontsize=8)
@@ -391,9 +351,9 @@ def _curve(histories: List[List[Dict[str, Any]]], key: str) -> Tuple[np.ndarray,
     by_epoch: "OrderedDict[int, List[float]]" = OrderedDict()
     for h in histories:
         for e in h:
-            by_epoch.setdefault(int(e.get("epoch", 0)), []).append(_value(e.get(key)))
+            by_epoch.setdefault(int(e.get("epoch", 0)), []).append(value(e.get(key)))
     epochs = sorted(by_epoch)
-    means = [_mean_std(by_epoch[e])[0] for e in epochs]
+    means = [mean_std(by_epoch[e])[0] for e in epochs]
     return np.array(epochs, dtype=float), np.array(means, dtype=float)
 
 
@@ -402,9 +362,9 @@ def make_learning_curves_figure(rows: Sequence[Row], out: Path):
     error of the training batches, averaged over the epoch) per epoch of every group, mean over seeds, log scale.
     Groups whose history has non-finite values get "(diverged)" in the legend. ``None`` if no row has a history."""
     cache: Dict[str, Any] = {}
-    groups = _groups(rows)
+    by_group = groups(rows)
     curves = []
-    for key, rs in groups.items():
+    for key, rs in by_group.items():
         hs = [h for h in (job_history(r, out, cache) for r in rs) if h]
         if hs:
             curves.append((key, hs))
@@ -419,7 +379,7 @@ def make_learning_curves_figure(rows: Sequence[Row], out: Path):
             if key[0] != task:
                 continue
             colour = COLORS.get(key[2], "tab:gray")
-            bad = any(not math.isfinite(_value(e.get(m))) for h in hs for e in h for m in ("train_loss", "val_error"))
+            bad = any(not math.isfinite(value(e.get(m))) for h in hs for e in h for m in ("train_loss", "val_error"))
             name = _name(rows, *key) + (" (diverged)" if bad else "")
             epochs, val = _curve(hs, "val_error")
             _, train = _curve(hs, "train_loss")
@@ -445,27 +405,11 @@ def plot_learning_curves(rows: Sequence[Row], out: Path) -> Optional[Path]:
 # ---------------------------------------------------------------------------------------------------- efficiency
 
 
-def _efficiency_series(rows: Sequence[Row]):
-    """``{task: {(model, label): [(n_train, mean, std, n_finite, n_rows)]}}`` for the tasks with several n_train."""
-    out: "OrderedDict[str, OrderedDict]" = OrderedDict()
-    for task in _tasks(rows):
-        rs = [r for r in rows if r["task"] == task]
-        if len({r.get("n_train") for r in rs}) < 2:
-            continue
-        series: "OrderedDict[Tuple[str, str], List]" = OrderedDict()
-        for (t, model, lab, n), grp in _groups(rs).items():
-            series.setdefault((model, lab), []).append((n, *_mean_std(r.get("test_error") for r in grp), len(grp)))
-        for v in series.values():
-            v.sort(key=lambda e: e[0])
-        out[task] = series
-    return out
-
-
 def make_efficiency_figure(rows: Sequence[Row]):
     """One panel per task with rows at several ``n_train``: test error against ``n_train`` per family (mean ±
     std over seeds), log-log; a size at which every seed diverged is an ``x`` on the bottom edge and
     "(diverged at n=...)" in the legend. ``None`` if no task has several ``n_train``."""
-    data = _efficiency_series(rows)
+    data = efficiency_series(rows)
     if not data:
         return None
     plt = _pyplot()
@@ -502,44 +446,14 @@ def plot_efficiency(rows: Sequence[Row], out: Path) -> Optional[Path]:
     return None if fig is None else _save(fig, Path(out) / "efficiency.png")
 
 
-def efficiency_table(rows: Sequence[Row]) -> str:
-    """The Markdown table of :func:`make_efficiency_figure`: one line per (task, model, family), one column per
-    ``n_train``, test error mean ± std over seeds ("diverged" where no seed is finite, "—" where not run). Empty
-    string if no task has several ``n_train``."""
-    data = _efficiency_series(rows)
-    if not data:
-        return ""
-    sizes = sorted({p[0] for series in data.values() for ps in series.values() for p in ps})
-    lines = ["| task | model | family | " + " | ".join(f"n_train {n}" for n in sizes) + " |",
-             "|---|---|---|" + "---:|" * len(sizes)]
-    for task, series in data.items():
-        for (model, lab), points in series.items():
-            at = {p[0]: p for p in points}
-            cells = [_fmt(at[n][1], at[n][2], at[n][3]) if n in at else "—" for n in sizes]
-            lines.append(f"| {task} | {model} | {lab} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 # ---------------------------------------------------------------------------------------------------- rollout
-
-
-def _rollout_series(rows: Sequence[Row]):
-    """``{task: {group key: (mean per step, std per step, finite count per step, n rows)}}`` over the rows with
-    ``rollout_errors``."""
-    out: "OrderedDict[str, OrderedDict]" = OrderedDict()
-    for key, grp in _groups([r for r in rows if isinstance(r.get("rollout_errors"), (list, tuple))]).items():
-        length = max(len(r["rollout_errors"]) for r in grp)
-        stats = [_mean_std(r["rollout_errors"][t] for r in grp if t < len(r["rollout_errors"])) for t in range(length)]
-        means, stds, counts = (np.array(v, dtype=float) for v in zip(*stats)) if stats else (np.zeros(0),) * 3
-        out.setdefault(key[0], OrderedDict())[key] = (means, stds, counts, len(grp))
-    return out
 
 
 def make_rollout_figure(rows: Sequence[Row]):
     """One panel per task: the relative error at every step of the autoregressive rollout (``rollout_errors``),
     per group (colour: family, line style: ``n_train``), mean over seeds with a finite value at that step, log
     scale; steps where every seed diverged are gaps, and the group gets "(diverged from step s)" in the legend. ``None`` if no row has ``rollout_errors``."""
-    data = _rollout_series(rows)
+    data = rollout_series(rows)
     if not data:
         return None
     plt = _pyplot()
@@ -570,23 +484,3 @@ def plot_rollout(rows: Sequence[Row], out: Path) -> Optional[Path]:
     """Save :func:`make_rollout_figure` as ``out/rollout.png`` (``None`` without ``rollout_errors``)."""
     fig = make_rollout_figure(rows)
     return None if fig is None else _save(fig, Path(out) / "rollout.png")
-
-
-def rollout_table(rows: Sequence[Row], steps: Sequence[int] = ROLLOUT_STEPS) -> str:
-    """The Markdown table of :func:`make_rollout_figure`: the error at ``steps`` (1-based; those beyond every
-    rollout are left out), mean ± std over seeds, "diverged" where no seed is finite, "—" past a row's length.
-    Empty string if no row has ``rollout_errors``."""
-    data = _rollout_series(rows)
-    if not data:
-        return ""
-    longest = max(int(v[0].size) for series in data.values() for v in series.values())
-    steps = [int(s) for s in steps if 1 <= int(s) <= longest]
-    if not steps:
-        return ""
-    lines = ["| task | model | family | n_train | " + " | ".join(f"step {s}" for s in steps) + " |",
-             "|---|---|---|---:|" + "---:|" * len(steps)]
-    for task, series in data.items():
-        for (t, model, lab, n), (means, stds, counts, _) in series.items():
-            cells = [_fmt(means[s - 1], stds[s - 1], int(counts[s - 1])) if s <= means.size else "—" for s in steps]
-            lines.append(f"| {task} | {model} | {lab} | {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"

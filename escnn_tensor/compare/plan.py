@@ -44,6 +44,9 @@ class JobSpec:
     n_test: int
     data_seed: int = 0
     model_options: Tuple[Tuple[str, Any], ...] = ()
+    #: several training sizes in one run: the training set is the first ``n_train`` of ``n_pool`` samples (the
+    #: largest size), and validation / test come after those ``n_pool``; ``None``: one size (``n_pool = n_train``)
+    n_pool: Optional[int] = None
 
     #: fields always written by :meth:`to_dict` (those of the first release); later fields only when not default
     _ALWAYS = ("task", "model", "family", "augment", "seed", "lr", "params", "epochs", "batch_size", "dtype", "size",
@@ -126,10 +129,15 @@ def task_size(config, task) -> int:
 
 
 def plan(config) -> List[RowSpec]:
-    """Every row of a :class:`~escnn_tensor.compare.config.CompareConfig`, in report order: task, model, variant
-    (families, then ``plain+aug``), seed; each with one :class:`JobSpec` per learning rate of ``config.lrs``."""
+    """Every row of a :class:`~escnn_tensor.compare.config.CompareConfig`, in report order: task, training-set size
+    (:func:`~escnn_tensor.compare.config.train_sizes`), model, variant (families, then ``plain+aug``), seed; each
+    with one :class:`JobSpec` per learning rate of ``config.lrs``."""
+    from .config import train_sizes
+
     rows: List[RowSpec] = []
-    for task in config.tasks:
+    sizes = train_sizes(config)
+    pool = max(sizes) if len(sizes) > 1 else None
+    for task, n_train in ((t, n) for t in config.tasks for n in sizes):
         size = task_size(config, task)
         for model in config.models:
             options = tuple(sorted(config.model_options.get(model, {}).items()))
@@ -138,8 +146,9 @@ def plan(config) -> List[RowSpec]:
                     jobs = tuple(
                         JobSpec(task=task, model=model, family=family, augment=aug, seed=seed, lr=float(lr),
                                 params=config.params, epochs=config.epochs, batch_size=config.batch_size,
-                                dtype=config.dtype, size=size, n_train=config.n_train, n_val=config.n_val,
-                                n_test=config.n_test, data_seed=config.data_seed, model_options=options)
+                                dtype=config.dtype, size=size, n_train=n_train, n_val=config.n_val,
+                                n_test=config.n_test, data_seed=config.data_seed, model_options=options,
+                                n_pool=pool)
                         for lr in config.lrs
                     )
                     rows.append(RowSpec(jobs, index=len(rows)))

@@ -12,7 +12,10 @@ Output directory layout::
     DIR/results.json           a list of rows, one per (task, model, family, augment, seed); rewritten after each
     DIR/results.md             the table (mean +- std over seeds) and links to the figures
     DIR/errors.png             test and rotated-test errors per family (bar chart)
-    DIR/samples_<task>.png     a test sample: input, target and every family's prediction (first model, seed)
+    DIR/samples_<task>.png     a test sample: input, target, every family's prediction and residual (first model, seed)
+    DIR/learning_curves.png    train and validation error per epoch (figures: escnn_tensor.compare.figures)
+    DIR/efficiency.png         test error against n_train, with several --samples (its table is in results.md)
+    DIR/rollout.png            error per rollout step, for rows with rollout_errors (its table is in results.md)
     DIR/checkpoints/<job>.pt   one per training job, rewritten after every epoch (atomically)
     DIR/predictions/<job>.pt   the chosen model's prediction of the first test sample (for the figures)
 
@@ -35,11 +38,11 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
-from .config import CompareConfig, check_config
+from .config import CompareConfig, check_config, train_sizes
 from .execute import Runtime, run_row, write_json
 from .merge import collect, write_results
 from .plan import label, parse_shard, plan, shard, variants
-from .splits import load_splits
+from .splits import first, load_splits
 
 __all__ = ["CompareConfig", "run_comparison", "check_config", "variants", "label", "ROW_FIELDS"]
 
@@ -98,11 +101,15 @@ def _run(config: CompareConfig, log, interrupt_after, runtime: Runtime) -> List[
         s = r.spec
         if s.task not in splits:
             t0 = time.perf_counter()
-            splits = {s.task: load_splits(s.task, config.n_train, config.n_val, config.n_test, s.size,
+            n_pool = max(train_sizes(config))  # several sizes: nested training sets, shared validation and test
+            splits = {s.task: load_splits(s.task, n_pool, config.n_val, config.n_test, s.size,
                                           config.data_seed, config.cache_dir)}
-            log(f"[{s.task}] data: {config.n_train}/{config.n_val}/{config.n_test} samples of size {s.size} "
+            log(f"[{s.task}] data: {n_pool}/{config.n_val}/{config.n_test} samples of size {s.size} "
                 f"({time.perf_counter() - t0:.1f} s)")
-        row = run_row(r, splits[s.task], out, config.params, resume=config.resume, progress=progress,
+        data = splits[s.task]
+        if len(data.train) != s.n_train:
+            data = dataclasses.replace(data, train=first(data.train, s.n_train))
+        row = run_row(r, data, out, config.params, resume=config.resume, progress=progress,
                       interrupt_after=interrupt_after, runtime=runtime)
         rows.append(row)
         if writer:

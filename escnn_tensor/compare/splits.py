@@ -18,7 +18,7 @@ from escnn.nn import FieldType
 
 from ..groups import hyperoctahedral_gspace
 
-__all__ = ["TensorSplit", "Splits", "make_splits", "load_splits", "fetch", "on_device", "chunks"]
+__all__ = ["TensorSplit", "Splits", "make_splits", "load_splits", "fetch", "on_device", "chunks", "first"]
 
 
 class TensorSplit:
@@ -144,3 +144,30 @@ def chunks(n: int, size: int, rank: int = 0, world_size: int = 1) -> Iterator[to
     lo, hi = rank * n // world_size, (rank + 1) * n // world_size
     for start in range(lo, hi, size):
         yield torch.arange(start, min(start + size, hi))
+
+
+class _First:
+    """The first ``n`` samples of a lazy split."""
+
+    def __init__(self, split, n: int):
+        self.split, self.n = split, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, idx):
+        return self.split[idx]
+
+
+def first(split, n: int):
+    """The first ``n`` samples of ``split`` (the split itself when it has ``n``): an in-memory split is sliced, a
+    lazy one wrapped. ``ValueError`` if it has fewer."""
+    if isinstance(split, tuple):
+        split = TensorSplit(*split)
+    if len(split) < n:
+        raise ValueError(f"the split has {len(split)} samples, fewer than the {n} asked for")
+    if len(split) == n:
+        return split
+    if isinstance(split, TensorSplit):
+        return TensorSplit(split.inputs[:n], split.targets[:n])
+    return _First(split, n)

@@ -1,5 +1,5 @@
 """escnn_tensor.compare.figures on synthetic result rows: every figure is written, has the right panels and lines
-holding the rows' numbers (matplotlib objects inspected, not pixels), the tables match, and diverged rows (NaN
+holding the rows' numbers (matplotlib objects inspected, not pixels), the matching tables of report.py agree, and diverged rows (NaN
 errors, non-finite predictions) are shown as diverged instead of breaking anything."""
 import json
 import math
@@ -71,7 +71,7 @@ def test_only_the_figures_the_rows_have_data_for(tmp_path):
         r["rollout_errors"] = None
         (tmp_path / "predictions" / f"{r['job']}.pt").unlink()
     assert [p.name for p in F.write_figures(rows, tmp_path)] == ["errors.png"]
-    assert F.efficiency_table(rows) == "" and F.rollout_table(rows) == ""
+    assert report.efficiency_table(rows) == "" and report.rollout_table(rows) == ""
 
 
 def test_samples_figure_has_a_residual_row_on_one_colour_scale(tmp_path):
@@ -138,7 +138,7 @@ def test_efficiency_figure_and_table(tmp_path):
         expected = [np.mean([r["test_error"] for r in rows if r["label"] == lab and r["n_train"] == n]) for n in (8, 16, 32)]
         np.testing.assert_allclose(lines[lab].get_ydata(), expected, rtol=1e-12)
     _close(fig)
-    table = F.efficiency_table(rows).splitlines()
+    table = report.efficiency_table(rows).splitlines()
     assert table[0] == "| task | model | family | n_train 8 | n_train 16 | n_train 32 |"
     assert len(table) == 2 + len(LABELS)
     geo = [r["test_error"] for r in rows if r["label"] == "geometric" and r["n_train"] == 8]
@@ -162,7 +162,7 @@ def test_rollout_figure_and_table(tmp_path):
                                [np.mean([r["rollout_errors"][t] for r in steel]) for t in range(6)], rtol=1e-12)
     assert len(lines["plain"].get_xdata()) == 3
     _close(fig)
-    table = F.rollout_table(rows).splitlines()
+    table = report.rollout_table(rows).splitlines()
     assert table[0] == "| task | model | family | n_train | step 1 | step 5 |"
     assert table[-1].startswith("| toy | resnet | plain | 8 |") and table[-1].endswith("| — |")
 
@@ -198,9 +198,9 @@ def test_diverged_and_non_finite_rows_break_no_figure(tmp_path):
     fig = F.make_learning_curves_figure(rows, tmp_path)
     assert "plain n=16 (diverged) validation" in [line.get_label() for line in fig.axes[0].get_lines()]
     _close(fig)
-    eff = F.efficiency_table(rows)
+    eff = report.efficiency_table(rows)
     plain = next(line for line in eff.splitlines() if "| plain |" in line)
     assert plain.endswith("| diverged |")
     geo = next(line for line in eff.splitlines() if "| geometric |" in line)
     assert "±" not in geo.split("|")[4]  # n=8: the one finite seed only
-    assert "diverged" in F.rollout_table(rows)
+    assert "diverged" in report.rollout_table(rows)
