@@ -100,10 +100,13 @@ def _save(fig, path: Path) -> Path:
 def write_figures(rows: List[Row], out: Path) -> List[Path]:
     """Every figure that ``rows`` and ``out`` hold data for (see the module docs); returns their paths.
 
-    ``errors.png`` always; ``samples_<task>.png`` per task whose prediction files exist; the learning curves,
-    efficiency and rollout figures when there are histories, several ``n_train`` or ``rollout_errors``.
+    ``errors.png`` whenever there are rows (no figure for no rows); ``samples_<task>.png`` per task whose
+    prediction files exist; the learning curves, efficiency and rollout figures when there are histories, several
+    ``n_train`` or ``rollout_errors``.
     """
     out = Path(out)
+    if not rows:
+        return []
     paths = [plot_errors(rows, out / "errors.png")]
     for task in _tasks(rows):
         p = plot_samples(rows, task, out)

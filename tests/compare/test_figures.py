@@ -71,6 +71,7 @@ def test_only_the_figures_the_rows_have_data_for(tmp_path):
         r["rollout_errors"] = None
         (tmp_path / "predictions" / f"{r['job']}.pt").unlink()
     assert [p.name for p in F.write_figures(rows, tmp_path)] == ["errors.png"]
+    assert F.write_figures([], tmp_path) == []
     assert report.efficiency_table(rows) == "" and report.rollout_table(rows) == ""
 
 
