@@ -63,8 +63,65 @@ def _vector_neuron(case, arrays):
     return np.concatenate([np.asarray(out.data[key]).reshape(-1) for key in keys])
 
 
+def _multi_image(arrays, case, name):
+    """A ginjax MultiImage from case[name] = [[k, ginjax parity], ...] and arrays "<id>/<name>/<i>"."""
+    return geom.MultiImage(
+        {(k, p): jnp.asarray(arrays[f"{case['id']}/{name}/{i}"]) for i, (k, p) in enumerate(case[name])}, case["D"]
+    )
+
+
+def _blocks(multi_image, keys):
+    """The blocks of keys [[k, ginjax parity], ...] flattened and concatenated, in that order."""
+    return np.concatenate([np.asarray(multi_image[((False,) * k, p)]).reshape(-1) for k, p in keys])
+
+
+MULTI_OPS = ("fconvolve", "fconvolve_contract", "contraction_indices", "batch_time_series", "scalar_layout",
+             "get_component", "autoregressive_step", "multi_norm")
+
+
+def _multi(case, arrays):
+    """ginjax's functional API, MultiImage methods and time-series helpers (the ops of MULTI_OPS)."""
+    op, D, cid = case["op"], case["D"], case["id"]
+    if op in ("fconvolve", "fconvolve_contract"):
+        f = geom.convolve if op == "fconvolve" else geom.convolve_contract
+        # float32 in (the inputs are float32 values): ginjax casts the image, not the filter, to float32
+        x, w = (jnp.asarray(arrays[f"{cid}/{n}"], dtype=jnp.float32) for n in ("x", "f"))
+        out = f(D, x, w, _tuple2(case["is_torus"]),
+                stride=_tuple2(case.get("stride", 1)), padding=case.get("padding"),
+                rhs_dilation=_tuple2(case.get("dilation", 1)))
+        return np.asarray(out)
+    if op == "contraction_indices":
+        idxs = geom.get_contraction_indices(case["initial_k"], case["final_k"], _tuple2(case["swappable"]))
+        return np.asarray(sorted(tuple(tuple(int(v) for v in pair) for pair in c) for c in idxs)).reshape(len(idxs), -1)
+    if op == "batch_time_series":
+        import ginjax.data as gdata
+
+        X, Y = gdata.batch_time_series(_multi_image(arrays, case, "dynamic"), _multi_image(arrays, case, "constant"),
+                                       case["total"], case["past"], case["future"], case.get("skip", 0),
+                                       case.get("delta_t", 1))
+        return np.concatenate([_blocks(X, case["x_keys"]), _blocks(Y, case["y_keys"])])
+    if op == "scalar_layout":
+        return np.asarray(_multi_image(arrays, case, "mi").to_scalar_multi_image()[((), 0)])
+    if op == "multi_norm":
+        return np.asarray(_multi_image(arrays, case, "mi").norm()[((), 0)])
+    if op == "get_component":
+        comp = case["component"]
+        comp = slice(*comp) if isinstance(comp, list) else comp
+        return np.asarray(_multi_image(arrays, case, "mi").get_component(comp, case["future"])[((), 0)])
+    if op == "autoregressive_step":
+        from ginjax.ml import training
+
+        const = {((False,) * k, p): n for k, p, n in case["constant"]}
+        new = training.autoregressive_step(_multi_image(arrays, case, "x"), _multi_image(arrays, case, "y"),
+                                           case["past"], const)
+        return _blocks(new, case["x"])
+    raise ValueError(f"unknown op {op!r}")
+
+
 def run_case(case, arrays):
     op = case["op"]
+    if op in MULTI_OPS:
+        return _multi(case, arrays), None
     if op == "invariant_filters":
         ops = geom.make_all_operators(case["D"])
         filters = geom.get_unique_invariant_filters(case["M"], case["k"], case["parity"], case["D"], ops)

@@ -130,6 +130,54 @@ for D, M, k, p in FILTER_CASES:
                       parity=_g(p)))
 
 
+# ---- ginjax's functional API, MultiImage methods and time-series helpers (issue 21) ----------------------
+def _multi_case(op, D, blocks=None, **kw):
+    """blocks: {name: [(k, parity, array), ...]}: MultiImage arrays as ginjax takes them."""
+    cid = f"{op}-D{D}-{len(CASES)}"
+    case = dict(id=cid, op=op, D=D, **kw)
+    for name, items in (blocks or {}).items():
+        case[name] = [[k, _g(p)] for k, p, _ in items]
+        for i, (_, _, arr) in enumerate(items):
+            ARRAYS[f"{cid}/{name}/{i}"] = arr
+    for name, arr in kw.pop("arrays", {}).items():
+        ARRAYS[f"{cid}/{name}"] = arr
+    case.pop("arrays", None)
+    CASES.append(case)
+
+
+for D, ka, kb, torus, extra in [(2, 1, 1, [True, True], {}), (2, 0, 2, [False, False], {}),
+                                (2, 1, 0, [True, False], {"dilation": 2}), (3, 1, 1, [True, True, True], {})]:
+    N = (7, 6) if D == 2 else (4, 5, 4)  # rectangular grids
+    x, f = _rand((2, 3) + N + (D,) * ka), _rand((4, 3) + (3,) * D + (D,) * kb)
+    _multi_case("fconvolve", D, is_torus=torus, arrays={"x": x, "f": f}, **extra)
+    fc = _rand((4, 3) + (3,) * D + (D,) * (ka + kb))
+    _multi_case("fconvolve_contract", D, is_torus=torus, arrays={"x": x, "f": fc}, **extra)
+_multi_case("fconvolve", 2, is_torus=[False, False], padding="VALID", arrays={"x": _rand((1, 2, 6, 5)), "f": _rand((3, 2, 3, 3, 2))})
+for k0, k1, sw in [(4, 0, []), (5, 1, [[0, 1]]), (5, 1, [[0, 1], [2, 3]]), (6, 2, [[0, 1], [2, 3]]), (6, 0, [[1, 2]])]:
+    _multi_case("contraction_indices", 2, initial_k=k0, final_k=k1, swappable=sw)
+_MI = [(0, 1, _rand((2, 3, 5, 4))), (1, 1, _rand((2, 1, 5, 4, 2))), (1, -1, _rand((2, 2, 5, 4, 2))),
+       (2, 1, _rand((2, 1, 5, 4, 2, 2)))]
+_multi_case("scalar_layout", 2, {"mi": _MI})
+_multi_case("multi_norm", 2, {"mi": _MI})
+_multi_case("multi_norm", 3, {"mi": [(0, -1, _rand((2, 2, 3, 3, 3))), (2, -1, _rand((2, 1, 3, 3, 3, 3, 3)))]})
+_FLOW = [(0, 1, _rand((2 * 3, 5, 5))), (1, 1, _rand((3, 5, 5, 2)))]  # 2 scalars + 1 vector, 3 time steps
+for comp in (0, 1, 3, [1, 4]):
+    _multi_case("get_component", 2, {"mi": _FLOW}, component=comp, future=3)
+for past, future, dt, skip, const in [(4, 1, 1, 0, True), (2, 2, 2, 1, False)]:
+    T = 12
+    dyn = [(0, 1, _rand((3, 2 * T, 5, 5))), (1, 1, _rand((3, T, 5, 5, 2)))]
+    cst = [(1, 1, _rand((3, 1, 5, 5, 2))), (2, 1, _rand((3, 1, 5, 5, 2, 2)))] if const else []
+    _multi_case("batch_time_series", 2, {"dynamic": dyn, "constant": cst}, total=T, past=past, future=future,
+                delta_t=dt, skip=skip, x_keys=[[0, 0], [1, 0]] + ([[2, 0]] if const else []), y_keys=[[0, 0], [1, 0]])
+_multi_case("autoregressive_step", 2, {"x": [(0, 1, _rand((2 * 4 + 1, 5, 5))), (1, 1, _rand((4 + 1, 5, 5, 2))),
+                                            (2, -1, _rand((1, 5, 5, 2, 2)))],
+                                      "y": [(0, 1, _rand((2, 5, 5))), (1, 1, _rand((1, 5, 5, 2)))]},
+            past=4, constant=[[0, 0, 1], [1, 0, 1], [2, 1, 1]])
+MULTI_CASES = [c for c in CASES if c["op"] in ("fconvolve", "fconvolve_contract", "contraction_indices",
+                                                 "batch_time_series", "scalar_layout", "get_component",
+                                                 "autoregressive_step", "multi_norm")]
+
+
 @pytest.fixture(scope="module")
 def ginjax_results(tmp_path_factory):
     """Run ginjax once on every case; returns {name: array}."""
@@ -189,7 +237,7 @@ def _ours(case):
     return out.data.numpy(), out.parity
 
 
-OP_CASES = [c for c in CASES if c["op"] != "invariant_filters"]
+OP_CASES = [c for c in CASES if c["op"] != "invariant_filters" and c not in MULTI_CASES]
 
 
 @pytest.mark.parametrize("case", OP_CASES, ids=[c["id"] for c in OP_CASES])
@@ -230,3 +278,63 @@ def test_group_is_ginjax_group(ginjax_results):
         ours = {m.tobytes() for m in group_matrices(hyperoctahedral_gspace(D)).astype(np.int64)}
         theirs = {m.tobytes() for m in ginjax_results[f"operators/{D}"].astype(np.int64)}
         assert len(ours) == 2**D * (2 if D == 2 else 6) and ours == theirs
+
+
+def _multi_image(case, name, batch=True):
+    """Our MultiImage of case[name] (ginjax arrays without a batch axis get B = 1)."""
+    from escnn_tensor.image import MultiImage
+
+    arrays = {(k, 1 - 2 * p): torch.from_numpy(ARRAYS[f"{case['id']}/{name}/{i}"]) for i, (k, p) in enumerate(case[name])}
+    if not batch:
+        arrays = {key: v[None] for key, v in arrays.items()}
+    return MultiImage(arrays, case["D"])
+
+
+def _blocks(mi, keys):
+    return np.concatenate([mi[(k, 1 - 2 * p)].numpy().reshape(-1) for k, p in keys])
+
+
+def _ours_multi(case):
+    from escnn_tensor.image import functional as fn
+    from escnn_tensor.image import time_series as ts
+
+    op, D, cid = case["op"], case["D"], case["id"]
+    if op in ("fconvolve", "fconvolve_contract"):
+        f = fn.convolve if op == "fconvolve" else fn.convolve_contract
+        return f(D, torch.from_numpy(ARRAYS[f"{cid}/x"]), torch.from_numpy(ARRAYS[f"{cid}/f"]), tuple(case["is_torus"]),
+                 stride=case.get("stride", 1), padding=case.get("padding"), rhs_dilation=case.get("dilation", 1)).numpy()
+    if op == "contraction_indices":
+        idxs = fn.get_contraction_indices(case["initial_k"], case["final_k"], [tuple(p) for p in case["swappable"]])
+        return np.asarray(idxs).reshape(len(idxs), -1)
+    if op == "batch_time_series":
+        X, Y = ts.batch_time_series(_multi_image(case, "dynamic"), _multi_image(case, "constant"), case["total"],
+                                    case["past"], case["future"], case.get("skip", 0), case.get("delta_t", 1))
+        return np.concatenate([_blocks(X, case["x_keys"]), _blocks(Y, case["y_keys"])])
+    if op == "scalar_layout":
+        return _multi_image(case, "mi").to_scalar_multi_image()[(0, 1)].numpy()
+    if op == "multi_norm":
+        return _multi_image(case, "mi").norm()[(0, 1)].numpy()
+    if op == "get_component":
+        comp = case["component"]
+        comp = slice(*comp) if isinstance(comp, list) else comp
+        return _multi_image(case, "mi", batch=False).get_component(comp, case["future"])[(0, 1)].numpy()[0]
+    if op == "autoregressive_step":
+        const = {(k, 1 - 2 * p): n for k, p, n in case["constant"]}
+        new = ts.autoregressive_step(_multi_image(case, "x", False), _multi_image(case, "y", False), case["past"], const)
+        return _blocks(new, case["x"])
+    raise ValueError(op)
+
+
+@pytest.mark.parametrize("case", MULTI_CASES, ids=[c["id"] for c in MULTI_CASES])
+def test_functional_multi_image_and_time_series_agree_with_ginjax(ginjax_results, case):
+    """ginjax's convolve / convolve_contract with channels on rectangular grids, get_contraction_indices,
+    MultiImage.to_scalar_multi_image / norm / get_component, batch_time_series and autoregressive_step."""
+    theirs = ginjax_results[case["id"]]
+    ours = _ours_multi(case)
+    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
+    if case["op"] == "contraction_indices":
+        assert np.array_equal(ours, theirs)
+        return
+    scale = max(1.0, float(np.abs(theirs).max()))
+    assert float(np.abs(ours - theirs).max()) <= TOL * scale, case["id"]
+    assert np.abs(theirs).max() > 0.1  # a non-trivial output: the comparison can fail

@@ -36,7 +36,7 @@ class FieldAction(torch.nn.Module):
 
     The fibre part is the representation matrix :math:`\rho(g)` of the field type (a buffer ``(|G|, C, C)``,
     float64, cast to ``x``'s dtype); the base-space part moves the feature at :math:`a` to :math:`M a` by axis
-    permutations and flips, on square/cubic grids.
+    permutations and flips (``ValueError`` for an element that does not map the grid onto itself).
     """
 
     def __init__(self, field_type: FieldType) -> None:
@@ -60,6 +60,7 @@ class FieldAction(torch.nn.Module):
     def forward(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """``x`` ``(B, C, *grid)`` acted on by element ``i``."""
         d = self.d
+        fn.check_grid_allows(self.matrices[i], tuple(x.shape[2:]))  # shapes only: no host sync
         moved = grid_to_escnn(fn.act(escnn_to_grid(x, d), self.matrices[i], 0, 1, d), d)
         rho = self.rho[i].to(dtype=x.dtype)
         return torch.einsum("oc,bc...->bo...", rho, moved)
