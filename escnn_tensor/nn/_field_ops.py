@@ -87,7 +87,7 @@ class TypeGroups(torch.nn.Module):
 
     def gather(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, *S)`` in channel order -> ``(B, C, L)`` in grouped layout."""
-        x = x.reshape(x.shape[0], x.shape[1], -1)
+        x = x.flatten(2)  # (an empty batch too: no -1 to infer)
         return x if self.identity else x.index_select(1, self._order)
 
     def split(self, grouped: torch.Tensor) -> List[torch.Tensor]:
@@ -98,7 +98,7 @@ class TypeGroups(torch.nn.Module):
     def merge(self, blocks: Sequence[torch.Tensor], spatial: Sequence[int]) -> torch.Tensor:
         """Per-type blocks ``(B, count[t], dim[t], L)`` (or ``(B, count[t] * dim[t], L)``) -> ``(B, C, *spatial)``."""
         B = blocks[0].shape[0]
-        flat = [b.reshape(B, -1, b.shape[-1]) for b in blocks]
+        flat = [b.flatten(1, -2) for b in blocks]  # (B, count * dim, L), also for B = 0
         y = flat[0] if len(flat) == 1 else torch.cat(flat, 1)
         if not self.identity:
             y = y.index_select(1, self._inverse)

@@ -18,6 +18,8 @@ layer is exactly equivariant. There are no running statistics: train and eval mo
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from escnn.nn import FieldType, GeometricTensor
 from torch.nn import Parameter
@@ -70,14 +72,16 @@ class TensorLayerNorm(FieldMapsModule):
         self._check_dtype(x)  # a float32 layer refuses float64 input instead of returning float64
         spatial = tuple(range(2, x.dim()))
         shape = x.shape[:2] + (1,) * self.d
-        n = x[0, 0].numel()
+        n = math.prod(x.shape[2:])  # pixels per sample (from the shape: also for an empty batch)
         # two passes (mean, then squares of the centred input): no cancellation for large means; sums divided
         # afterwards, so their backward is a broadcast rather than a full-size division
         if self.n_coefficients:
             mu = self._invariant_vector(self._invariant_coefficients(x.sum(dim=spatial))) / n  # (B, C)
             x = x - mu.view(shape)
         var = (self._field_sum(x.square().sum(dim=spatial), dim=1) / (n * self._field_dim)).mean(dim=1, keepdim=True)
-        a = torch.rsqrt(var + self.eps)
+        # + 0 * var: a sample holding an infinite value (var = inf) gives NaN everywhere, as torch.nn.LayerNorm does,
+        # instead of rsqrt(inf) = 0 zeroing its finite values (exact 0 added for a finite variance)
+        a = torch.rsqrt(var + self.eps) + 0.0 * var
         if self.weight is not None:
             a = a * self._to_channels(self.weight, dim=0)
         else:

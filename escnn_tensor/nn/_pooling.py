@@ -73,8 +73,8 @@ class NormMaxPool(_Pool):
             sq = self._field_sum(xd * xd, dim=1)  # (B, F, N..) squared field norms
             pool = F.max_pool2d if self.d == 2 else F.max_pool3d
             _, idx = pool(sq, self.kernel_size, self.kernel_size, return_indices=True)  # flat pixel per patch
-            idx = self._to_channels(idx, dim=1).reshape(B, C, -1)
-        y = x.reshape(B, C, -1).gather(2, idx)
+            idx = self._to_channels(idx, dim=1).flatten(2)
+        y = x.flatten(2).gather(2, idx)
         return self._wrap(y.view((B, C) + tuple(out)))
 
 

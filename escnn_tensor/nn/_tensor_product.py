@@ -338,17 +338,18 @@ class TensorProductNonLinearity(TensorFieldModule):
         self._check_dtype(x, self.weights)
         coef, bias = self._expanded()
         B, C, spatial = x.shape[0], x.shape[1], x.shape[2:]
-        xt = x.reshape(B, C, -1).transpose(0, 1).reshape(C, -1)  # (C, B*L): one pixel per column
+        L = math.prod(spatial)
+        xt = x.flatten(2).transpose(0, 1).reshape(C, B * L)  # (C, B*L): one pixel per column
         N = xt.shape[1]
         chunk = max(64, _CHUNK_BYTES // (3 * self.n_pairs * xt.element_size()))
         outs = []
-        for s in range(0, N, chunk):
+        for s in range(0, max(N, 1), chunk):  # (one empty chunk for an empty batch)
             xs = xt[:, s : s + chunk]
             outs.append(coef @ (xs.index_select(0, self._pi) * xs.index_select(0, self._pj)))
         y = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
         if bias is not None:
             y = y + bias[:, None]
-        y = y.view(y.shape[0], B, -1).transpose(0, 1)
+        y = y.view(y.shape[0], B, L).transpose(0, 1)
         return self._wrap(y.reshape((B, y.shape[1]) + tuple(spatial)))
 
     def extra_repr(self) -> str:
