@@ -326,15 +326,46 @@ _IRREP_FILTERS: dict = {}  # (action key, K, in id, out id) -> read-only float64
 
 def irrep_matrices(gspace: GSpace, irrep_id) -> np.ndarray:
     """escnn's irrep ``gspace.fibergroup.irrep(*irrep_id)`` on every element (in the order of
-    :func:`escnn_tensor.group_elements`): a read-only float64 array ``(|G|, r, r)``, cached per action."""
+    :func:`escnn_tensor.group_elements`): a read-only float64 array ``(|G|, r, r)``, cached per action (shared with
+    the tables :func:`escnn_tensor.tensor_rep` evaluates once per group)."""
+    from .representations import _irrep_tables
+
     act = _action(gspace)
     key = (act.key, tuple(irrep_id))
     out = _IRREP_MATRICES.get(key)
     if out is None:
-        psi = gspace.fibergroup.irrep(*irrep_id)
-        out = np.stack([np.asarray(psi(g), dtype=np.float64) for g in act.elements])
-        out.setflags(write=False)
-        _IRREP_MATRICES[key] = out
+        for pid, _, P, _ in _irrep_tables(gspace.fibergroup, act.elements, act.key):
+            m = np.ascontiguousarray(P)
+            m.setflags(write=False)
+            _IRREP_MATRICES[(act.key, tuple(pid))] = m
+        out = _IRREP_MATRICES.get(key)
+        if out is None:  # an irrep escnn did not list in group.irreps()
+            psi = gspace.fibergroup.irrep(*irrep_id)
+            out = np.stack([np.asarray(psi(g), dtype=np.float64) for g in act.elements])
+            out.setflags(write=False)
+            _IRREP_MATRICES[key] = out
+    return out
+
+
+_PIXEL_ORBITS: dict = {}  # (action key, K) -> [(a, stabiliser, members, element carrying a to each member)]
+
+
+def _pixel_orbits(act, K: int) -> list:
+    """Orbits of the kernel pixels (grid layout), ordered by distance from the centre then smallest pixel: for each,
+    its representative ``a`` (smallest pixel), the stabiliser of ``a`` (element indices), the member pixels and, for
+    each member ``b``, the first element ``t`` with ``M_t a = b``."""
+    key = (act.key, K)
+    out = _PIXEL_ORBITS.get(key)
+    if out is None:
+        pix, radius2 = _pixel_images(act.matrices, K)
+        orbit_min = pix.min(axis=0)
+        reps = np.unique(orbit_min)
+        reps = reps[np.lexsort((reps, radius2[reps]))]
+        out = []
+        for a in reps:
+            members, first = np.unique(pix[:, a], return_index=True)
+            out.append((int(a), np.flatnonzero(pix[:, a] == a), members, first))
+        _PIXEL_ORBITS[key] = out
     return out
 
 
@@ -375,33 +406,19 @@ def irrep_pair_filters(gspace: GSpace, kernel_size: int, in_irrep, out_irrep) ->
     Pi = irrep_matrices(gspace, in_irrep)
     Po = irrep_matrices(gspace, out_irrep)
     ri, ro = Pi.shape[1], Po.shape[1]
-    mats = act.matrices
-    inv = _inverse_index(mats)
-    pix, radius2 = _pixel_images(mats, K)  # (|G|, S)
+    inv = _inverse_index(act.matrices)
     S = K**act.d
-    orbit_min = pix.min(axis=0)
-    reps = np.unique(orbit_min)
-    reps = reps[np.lexsort((reps, radius2[reps]))]
     filters = []
-    for a in reps:
-        stab = np.flatnonzero(pix[:, a] == a)
-        proj = np.zeros((ro * ri, ro * ri))
-        for h in stab:
-            proj += np.kron(Po[h], Pi[inv[h]].T)  # row-major vec(A X B) = (A kron B^T) vec(X)
-        proj /= len(stab)
+    for a, stab, members, first in _pixel_orbits(act, K):
+        # row-major vec(A X B) = (A kron B^T) vec(X); averaged over the stabiliser of a
+        proj = np.einsum("hxu,hvy->xyuv", Po[stab], Pi[inv[stab]]).reshape(ro * ri, ro * ri) / len(stab)
         rank = int(round(np.trace(proj)))
         if rank == 0:
             continue
-        U, s, _ = np.linalg.svd(proj)
+        U, _, _ = np.linalg.svd(proj)
         X = U[:, :rank].T.reshape(rank, ro, ri)
-        members = np.flatnonzero(orbit_min == a)
-        first = {}
-        for t in range(len(mats)):  # first element carrying a to each pixel of the orbit
-            first.setdefault(int(pix[t, a]), t)
         F = np.zeros((rank, ro, ri, S))
-        for b in members:
-            t = first[int(b)]
-            F[:, :, :, b] = np.einsum("xu,nuv,vy->nxy", Po[t], X, Pi[inv[t]])
+        F[..., members] = np.einsum("bxu,nuv,bvy->nxyb", Po[first], X, Pi[inv[first]])
         filters.append(F / np.sqrt(len(members)))
     out = np.concatenate(filters) if filters else np.zeros((0, ro, ri, S))
     out.setflags(write=False)

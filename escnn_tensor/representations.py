@@ -39,6 +39,12 @@ __all__ = [
     "canonical_order",
     "tensor_field_info",
     "field_signature",
+    "SYMMETRIES",
+    "symmetric_basis",
+    "symmetric_size",
+    "to_full_tensor",
+    "from_full_tensor",
+    "tensor_symmetry_info",
 ]
 
 FieldSpec = Union[Sequence[Tuple[int, int, int]], Mapping]
@@ -328,7 +334,244 @@ def _decompose(
     return ids, Q
 
 
-def tensor_rep(gspace: GSpace, k: int, parity: int) -> Representation:
+# ----------------------------------------------------------------------------------------------------------------
+# symmetric and symmetric traceless tensors
+
+SYMMETRIES = (None, "symmetric", "symmetric_traceless")
+"""The accepted values of ``symmetry``: all ``d**k`` components, symmetric tensors, symmetric traceless tensors."""
+
+_SYM_ATTR = "escnn_tensor_symmetry"  # Representation.attributes key: (d, k, parity, symmetry, action key)
+
+
+def check_symmetry(symmetry, k: int = None, name: str = "symmetry"):
+    """Validate ``symmetry`` (one of :data:`SYMMETRIES`); ``'full'`` is accepted as ``None``."""
+    if symmetry == "full":
+        symmetry = None
+    if symmetry not in SYMMETRIES:
+        raise ValueError(f"{name} must be one of {SYMMETRIES} (or 'full' for None), got {symmetry!r}")
+    return symmetry
+
+
+def _multisets(d: int, k: int) -> List[Tuple[int, ...]]:
+    """Sorted index tuples ``i_1 <= .. <= i_k`` in lexicographic order: the independent components of a symmetric
+    tensor."""
+    import itertools
+
+    return list(itertools.combinations_with_replacement(range(d), k))
+
+
+def symmetric_basis(d: int, k: int, symmetry) -> np.ndarray:
+    r"""The documented orthonormal basis of the components of an order-``k`` tensor with ``symmetry``, as columns.
+
+    Returns a float64 array ``E`` of shape ``(d**k, n)`` with orthonormal columns (``E^T E = I``), full tensors
+    flattened row-major (as :func:`tensor_rep`):
+
+    - ``symmetry=None``: the identity, ``n = d**k``.
+    - ``'symmetric'``: one column per sorted multi-index ``I = (i_1 <= .. <= i_k)`` in lexicographic order (2D
+      ``k=2``: ``xx, xy, yy``; 3D: ``xx, xy, xz, yy, yz, zz``), the normalised sum of the ``N_I`` distinct
+      permutations of ``I``: the coordinate is ``c_I = sqrt(N_I) T[I]``, i.e. diagonal entries as they are and
+      off-diagonal entries of a 2-tensor scaled by :math:`\sqrt 2` (order 3: :math:`\sqrt 3` for two equal indices,
+      :math:`\sqrt 6` for three distinct ones). ``n = C(d+k-1, k)``.
+    - ``'symmetric_traceless'``: Gram-Schmidt, in the order of the symmetric columns, of their projections onto the
+      traceless subspace (contraction of any two indices zero), skipping dependent ones; ``n = C(d+k-1, k) -
+      C(d+k-3, k-2)`` (3D ``k=2``: 5 components, the first ``(2 T_xx - T_yy - T_zz)/\sqrt 6``, then
+      ``\sqrt 2 T_xy``, ``\sqrt 2 T_xz``, ``(T_yy - T_zz)/\sqrt 2``, ``\sqrt 2 T_yz``).
+
+    The coordinates of a full tensor ``T`` are ``E^T T`` (:func:`from_full_tensor`, the orthogonal projection, exact
+    for tensors with the symmetry) and the full tensor of coordinates ``c`` is ``E c`` (:func:`to_full_tensor`).
+    """
+    symmetry = check_symmetry(symmetry)
+    k = check_order(k)
+    n_full = d**k
+    if symmetry is None:
+        return np.eye(n_full)
+    import itertools
+
+    cols = []
+    for I in _multisets(d, k):
+        perms = set(itertools.permutations(I))
+        col = np.zeros(n_full)
+        for J in perms:
+            col[int(np.ravel_multi_index(J, (d,) * k)) if k else 0] = 1.0
+        cols.append(col / np.sqrt(len(perms)))
+    E = np.stack(cols, axis=1) if cols else np.zeros((n_full, 0))
+    if symmetry == "symmetric" or k < 2:
+        return E
+    # traceless: kernel of the contraction of the first two indices, inside the symmetric subspace
+    C = np.zeros((d ** (k - 2), n_full))
+    for rest in itertools.product(range(d), repeat=k - 2):
+        r = int(np.ravel_multi_index(rest, (d,) * (k - 2))) if k > 2 else 0
+        for i in range(d):
+            C[r, int(np.ravel_multi_index((i, i) + rest, (d,) * k))] = 1.0
+    A = C @ E  # trace of each symmetric column
+    P = np.eye(E.shape[1]) - np.linalg.pinv(A) @ A  # projector onto the traceless coordinates
+    basis = []
+    for j in range(E.shape[1]):
+        v = P[:, j].copy()
+        for b in basis:
+            v -= (b @ v) * b
+        for b in basis:  # second pass
+            v -= (b @ v) * b
+        nv = np.linalg.norm(v)
+        if nv > 1e-9:
+            basis.append(v / nv)
+    B = np.stack(basis, axis=1)
+    out = E @ B
+    out[np.abs(out) < 1e-15] = 0.0
+    return out
+
+
+def symmetric_size(d: int, k: int, symmetry) -> int:
+    """Number of components of an order-``k`` tensor in ``d`` dimensions with ``symmetry`` (``d**k`` for None)."""
+    from math import comb
+
+    symmetry = check_symmetry(symmetry)
+    if symmetry is None:
+        return d**k
+    n = comb(d + k - 1, k)
+    if symmetry == "symmetric_traceless" and k >= 2:
+        n -= comb(d + k - 3, k - 2)
+    return n
+
+
+def to_full_tensor(components, d: int, k: int, symmetry, dim: int = 1):
+    """Embed coordinates in :func:`symmetric_basis` into full tensors: axis ``dim`` of length ``n`` becomes ``d**k``
+    (row-major components). Works on torch tensors and numpy arrays; exact up to the rounding of ``E``'s entries."""
+    return _apply_basis(components, symmetric_basis(d, k, symmetry), dim)
+
+
+def from_full_tensor(full, d: int, k: int, symmetry, dim: int = 1):
+    """Coordinates in :func:`symmetric_basis` of full tensors (axis ``dim`` of length ``d**k`` becomes ``n``): the
+    orthogonal projection ``E^T T``, which inverts :func:`to_full_tensor` and, for a tensor without the symmetry,
+    gives the coordinates of its symmetric (traceless) part."""
+    return _apply_basis(full, symmetric_basis(d, k, symmetry).T, dim)
+
+
+def _apply_basis(x, M: np.ndarray, dim: int):
+    if x.shape[dim] != M.shape[1]:
+        raise ValueError(f"axis {dim} must have length {M.shape[1]}, got shape {tuple(x.shape)}")
+    try:
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            Mt = torch.as_tensor(M, dtype=x.dtype, device=x.device)
+            return torch.movedim(torch.tensordot(Mt, torch.movedim(x, dim, 0), dims=1), 0, dim)
+    except ImportError:  # pragma: no cover
+        pass
+    return np.moveaxis(np.tensordot(M, np.moveaxis(np.asarray(x), dim, 0), axes=1), 0, dim)
+
+
+class _DenseMatrices:
+    """Picklable callable ``GroupElement -> rho(g)`` from stored dense matrices, one per element of an action."""
+
+    def __init__(self, action: _Action, mats: np.ndarray):
+        self._index = action.index
+        self._elements = action.elements
+        self._mats = mats
+        self._characters = np.trace(mats, axis1=1, axis2=2)
+
+    def _i(self, g: GroupElement) -> int:
+        i = self._index.get(g)
+        if i is None:
+            i = next(j for j, h in enumerate(self._elements) if h == g)
+        return i
+
+    def __call__(self, g: GroupElement) -> np.ndarray:
+        return self._mats[self._i(g)].copy()
+
+    def character(self, g: GroupElement) -> float:
+        return float(self._characters[self._i(g)])
+
+
+def _decompose_dense(mats: np.ndarray, tables: List[tuple], group_name: str) -> Tuple[List[tuple], np.ndarray]:
+    """Split an orthogonal representation given by its matrices ``(|G|, n, n)`` into escnn irreps: ``(ids, Q)`` with
+    ``rho(g) = Q blockdiag(psi(g)) Q^T``, ``Q`` orthogonal (intertwiners from the twirl, as :func:`_decompose_orbit`)."""
+    G, n, _ = mats.shape
+    chi = np.trace(mats, axis1=1, axis2=2)
+    ids, cols = [], []
+    for pid, r, P, chi_psi in tables:
+        m = (chi @ chi_psi) / (chi_psi @ chi_psi)
+        mult = int(round(m))
+        if abs(m - mult) > 1e-6:
+            raise RuntimeError(f"irreps decomposition failed for {group_name}: multiplicity {m} of {pid}")
+        if mult == 0:
+            continue
+        # X (n x r) with rho(g) X = X psi(g): range of T = mean_g rho(g) (x) psi(g) on row-major vec(X)
+        T = np.einsum("gij,gab->iajb", mats, P).reshape(n * r, n * r) / G
+        U = np.zeros((n, 0))
+        found = 0
+        for c in range(n * r):
+            X = T[:, c].reshape(n, r)
+            Y = X - U @ (U.T @ X)
+            Y = Y - U @ (U.T @ Y)
+            nrm = np.trace(Y.T @ Y) / r
+            if nrm < 1e-9:
+                continue
+            Y = Y / np.sqrt(nrm)
+            ids.append(pid)
+            cols.append(Y)
+            U = np.concatenate([U, Y], axis=1)
+            found += 1
+            if found == mult:
+                break
+        if found != mult:
+            raise RuntimeError(f"irreps decomposition failed for {group_name}: {found} of {mult} copies of {pid}")
+    Q = np.concatenate(cols, axis=1)
+    err = np.abs(Q.T @ Q - np.eye(n)).max()
+    if err > 1e-9:
+        raise RuntimeError(f"irreps decomposition failed for {group_name}: change of basis not orthogonal ({err:.1e})")
+    return ids, Q
+
+
+def _symmetric_rep(gspace: GSpace, act: _Action, k: int, parity: int, symmetry: str) -> Representation:
+    group = gspace.fibergroup
+    name = f"tensor[k={k},parity={parity:+d},{symmetry}]@{act.key}"
+    rep = group.representations.get(name)
+    if rep is not None:
+        return rep
+    n_full = act.d**k
+    _check_memory(
+        f"tensor_rep({gspace.name}, k={k}, parity={parity:+d}, symmetry={symmetry!r})",
+        16.0 * n_full * symmetric_size(act.d, k, symmetry) + 8.0 * len(act.elements) * n_full,
+        f"the {n_full} x n embedding into the full tensor and the matrices of every element",
+    )
+    E = symmetric_basis(act.d, k, symmetry)
+    perm, sign = _signed_action(act.matrices, k, parity)  # rho_k(g) e_I = sign e_perm
+    mats = np.empty((len(act.elements), E.shape[1], E.shape[1]))
+    for t in range(len(act.elements)):
+        moved = np.zeros_like(E)
+        moved[perm[t]] = sign[t][:, None] * E  # rho_k(g) E
+        mats[t] = E.T @ moved
+    if symmetry == "symmetric":
+        mats = np.rint(mats)  # a signed permutation of the symmetric basis (exact)
+    mats.setflags(write=False)
+    ids, Q = _decompose_dense(mats, _irrep_tables(group, act.elements, act.key), group.name)
+    dense = _DenseMatrices(act, mats)
+    nonlinearities = {"norm", "gated", "concatenated"}
+    rep = Representation(
+        group, name, ids, Q, nonlinearities, representation=dense, character=dense.character,
+        change_of_basis_inv=Q.T.copy(), **{_SYM_ATTR: (act.d, k, parity, symmetry, act.key)},
+    )
+    group.representations[name] = rep
+    return rep
+
+
+def tensor_symmetry_info(rep: Representation, gspace: Optional[GSpace] = None) -> Optional[Tuple[int, int, object]]:
+    """``(k, parity, symmetry)`` of a tensor representation from :func:`tensor_rep` (``symmetry`` None for full
+    tensors), or ``None`` for any other representation."""
+    info = tensor_field_info(rep, gspace)
+    if info is not None:
+        return info + (None,)
+    sym = rep.attributes.get(_SYM_ATTR)
+    if sym is None:
+        return None
+    d, k, p, symmetry, key = sym
+    if gspace is not None and key != _action(gspace).key:
+        return None
+    return (k, p, symmetry)
+
+
+def tensor_rep(gspace: GSpace, k: int, parity: int, symmetry=None) -> Representation:
     r"""The escnn representation :math:`\rho_{k,parity}` of ``gspace.fibergroup`` on order-``k`` tensors.
 
     Args:
@@ -336,6 +579,14 @@ def tensor_rep(gspace: GSpace, k: int, parity: int) -> Representation:
             :func:`escnn_tensor.check_gspace`).
         k: tensor order, an integer ``>= 0``.
         parity: ``+1`` for a true tensor, ``-1`` for a pseudotensor.
+        symmetry: ``None`` (all ``d**k`` components), ``'symmetric'`` or ``'symmetric_traceless'``: the
+            representation on the subspace of symmetric (traceless) tensors, in the orthonormal basis of
+            :func:`symmetric_basis` (off-diagonal components scaled by :math:`\sqrt 2` for order 2), with matrices
+            :math:`E^T \rho_{k,parity}(g) E`: orthogonal, signed permutations for ``'symmetric'``, named
+            ``"tensor[k=K,parity=±1,<symmetry>]@<action key>"``; ``rep.attributes['escnn_tensor_symmetry']`` holds
+            ``(d, k, parity, symmetry, action key)``. For ``k < 2`` the symmetric types are the full ones (and
+            ``tensor_rep`` returns the full representation); ``k = 2`` traceless drops the trace, 3D sizes 6, 5 for
+            order 2 and 10, 7 for order 3.
 
     Returns:
         An escnn ``Representation`` of size ``n = d**k`` in the natural tensor basis (see module docs): its
@@ -362,7 +613,10 @@ def tensor_rep(gspace: GSpace, k: int, parity: int) -> Representation:
     act = _action(gspace)
     k = check_order(k)
     parity = check_parity(parity)
+    symmetry = check_symmetry(symmetry)
     group = gspace.fibergroup
+    if symmetry is not None and k >= 2:
+        return _symmetric_rep(gspace, act, k, parity, symmetry)
     if k == 0 and parity == 1:
         return group.trivial_representation
     name = f"tensor[k={k},parity={parity:+d}]@{act.key}"
@@ -417,24 +671,29 @@ def _parse_fields(fields: FieldSpec) -> List[Tuple[int, int, int]]:
     else:
         triples = []
         for i, t in enumerate(fields):
-            if not (isinstance(t, (tuple, list)) and len(t) == 3):
+            if not (isinstance(t, (tuple, list)) and len(t) in (3, 4)):
                 raise ValueError(
-                    f"fields[{i}] must be a (k, parity, multiplicity) triple, got {t!r}; e.g. [(0, 1, 4), (1, -1, 2)]"
+                    f"fields[{i}] must be a (k, parity, multiplicity) triple or a (k, parity, multiplicity, symmetry) "
+                    f"tuple, got {t!r}; e.g. [(0, 1, 4), (1, -1, 2), (2, 1, 1, 'symmetric')]"
                 )
             triples.append(tuple(t))
         ordered = False
     out = []
-    for k, p, m in triples:
+    for t in triples:
+        k, p, m = t[:3]
         k = check_order(k, "k in fields")
         p = check_parity(p, "parity in fields")
         if not is_integer(m) or m < 0:
             raise ValueError(f"fields: multiplicity of (k={k}, parity={p:+d}) must be an integer >= 0, got {m!r}")
-        out.append((k, p, int(m)))
+        if len(t) == 4 and check_symmetry(t[3], name="symmetry in fields") is not None and k >= 2:
+            out.append((k, p, int(m), check_symmetry(t[3])))
+        else:
+            out.append((k, p, int(m)))
     if ordered:
         order = canonical_order([(k, p) for k, p, _ in out])
-        mult = {(k, p): m for k, p, m in out}
+        mult = {(t[0], t[1]): t[2] for t in out}
         out = [(k, p, mult[(k, p)]) for k, p in order]
-    if sum(m for _, _, m in out) == 0:
+    if sum(t[2] for t in out) == 0:
         raise ValueError(f"fields must describe at least one field, got {fields!r}")
     return out
 
@@ -444,7 +703,9 @@ def tensor_type(gspace: GSpace, fields: FieldSpec) -> FieldType:
 
     Args:
         gspace: an accepted gspace (see :func:`escnn_tensor.check_gspace`).
-        fields: either a sequence of ``(k, parity, multiplicity)`` triples, laid out in the order given, or a
+        fields: either a sequence of ``(k, parity, multiplicity)`` triples or ``(k, parity, multiplicity,
+            symmetry)`` tuples (``symmetry`` as in :func:`tensor_rep`: ``None``, ``'symmetric'``,
+            ``'symmetric_traceless'``), laid out in the order given, or a
             mapping ``{(k, parity): multiplicity}``, laid out in :func:`canonical_order` (``k`` ascending, +1
             before -1). Multiplicity 0 entries are skipped.
 
@@ -459,8 +720,8 @@ def tensor_type(gspace: GSpace, fields: FieldSpec) -> FieldType:
     """
     _action(gspace)
     reps = []
-    for k, p, m in _parse_fields(fields):
-        reps.extend([tensor_rep(gspace, k, p)] * m)
+    for t in _parse_fields(fields):
+        reps.extend([tensor_rep(gspace, t[0], t[1], t[3] if len(t) == 4 else None)] * t[2])
     return FieldType(gspace, reps)
 
 

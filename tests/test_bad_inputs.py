@@ -335,6 +335,8 @@ BAD_INPUTS = [
     row("Upsample scale_factor per axis", lambda: Upsample(T2, (2, 3)), ValueError, r"scale_factor=\(2, 3\) differs between axes"),
     row("Upsample scale_factor string", lambda: Upsample(T2, "2"), TypeError, r"scale_factor must be an integer .*got '2'"),
     # ---- GeometricConvTransposed ------------------------------------------------------------------------------
+    row("GeometricConv load_state_dict of other field types", lambda: GeometricConv(et.tensor_type(GS3, [(1, -1, 1)]), T3, 3).load_state_dict(GeometricConv(et.tensor_type(GS3, [(1, 1, 1)]), T3, 3).state_dict()), ValueError, r"state dict was made for a different layer \(in_fields: saved"),
+    row("GeometricConv load_state_dict of a transposed conv", lambda: GeometricConv(T2, T2, 2).load_state_dict(GeometricConvTransposed(T2, T2, 2).state_dict()), ValueError, r"state dict was made for a different layer \(layer: saved 'GeometricConvTransposed'"),
     # ---- ChangeOfBasis ---------------------------------------------------------------------------------------------
     row("ChangeOfBasis not isomorphic", lambda: ChangeOfBasis(et.tensor_type(GS3, [(1, 1, 1)]), et.tensor_type(GS3, [(1, -1, 1)])), ValueError, r"not isomorphic representations of .*irreps differ"),
     row("ChangeOfBasis in_type list", lambda: ChangeOfBasis([(1, 1, 1)], T2), TypeError, r"ChangeOfBasis: in_type must be an escnn FieldType, got list"),

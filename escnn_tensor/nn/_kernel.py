@@ -15,6 +15,7 @@ equivariance check and pickling; the subclasses add their argument parsing, ``fo
 from __future__ import annotations
 
 import copy
+import json
 import math
 import weakref
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -650,6 +651,49 @@ class KernelExpansionModule(EquivariantModule):
                 f"{type(self).__name__} not equivariant to rtol={tol:g} for {len(bad)} elements: {bad}"
             )
         return errors
+
+    # ---- the state dict records what the weights are coefficients of ------------------------------------------------
+
+    def _state_description(self) -> dict:
+        """What ``weights`` / ``bias`` are coefficients of: the layer class, gspace, kernel size and field types."""
+        def fields(field_type):
+            return [f"k={key[0]},p={key[1]:+d}" if key[0] != "rep" else key[1] for key in self._signature(field_type)]
+
+        return {"layer": type(self).__name__, "gspace": self.space.name, "kernel_size": self.kernel_size,
+                "in_fields": fields(self.in_type), "out_fields": fields(self.out_type)}
+
+    def get_extra_state(self) -> torch.Tensor:
+        """The state dict's ``_extra_state``: :meth:`_state_description` as JSON in a uint8 tensor (a tensor, so every
+        consumer of state dicts that expects tensors keeps working)."""
+        text = json.dumps(self._state_description(), sort_keys=True)
+        return torch.tensor(list(text.encode()), dtype=torch.uint8)
+
+    def set_extra_state(self, state) -> None:
+        """Refuse (``ValueError``) a state dict made for another layer class, gspace, kernel size or field types: the
+        weights are coefficients of a basis specific to them, so they would load without error and mean something
+        else (e.g. a vector layer's weights in a pseudovector layer, fields reordered, a transposed convolution's
+        weights in a convolution)."""
+        saved = json.loads(bytes(torch.as_tensor(state).to("cpu", torch.uint8).tolist()).decode())
+        mine = self._state_description()
+        if saved != mine:
+            diff = [f"{key}: saved {saved.get(key)!r}, this layer {mine[key]!r}" for key in mine
+                    if saved.get(key) != mine[key]]
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: the state dict was made for a different layer ("
+                + "; ".join(diff) + "). Its weights are coefficients of a basis specific to the layer class, kernel "
+                "size and field types, so they cannot be loaded here; build the layer with the types it was saved "
+                "with."
+            )
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # state dicts saved before the field types were stored have no _extra_state: load them as before
+        key = prefix + "_extra_state"
+        had = key in state_dict
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if not had and key in missing_keys:
+            missing_keys.remove(key)
 
     # ---- copying and pickling -----------------------------------------------------------------------------------
 
