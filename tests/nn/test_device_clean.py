@@ -8,7 +8,7 @@ eval mode (with and without autograd, twice: the eval caches are checked without
 """
 import pytest
 import torch
-from escnn.nn import EquivariantModule, GeometricTensor
+from escnn.nn import EquivariantModule, FieldType, GeometricTensor
 
 import escnn_tensor as et
 import escnn_tensor.nn as etnn
@@ -24,6 +24,17 @@ def mixed(d):
 
 def small(d):
     return et.tensor_type(GS[d], [(0, 1, 1), (1, 1, 1), (2, -1, 1)])
+
+
+def irreps_of(field_type):
+    """escnn's irreps, one field each, isomorphic to field_type."""
+    G = field_type.gspace.fibergroup
+    return FieldType(field_type.gspace, [G.irrep(*i) for r in field_type.representations for i in r.irreps])
+
+
+def regular_and(field_type):
+    """A regular field followed by the fields of field_type (escnn fields mixed with tensor fields)."""
+    return FieldType(field_type.gspace, [field_type.gspace.regular_repr] + list(field_type.representations))
 
 
 # (name, factory(d) -> layer); every EquivariantModule class of escnn_tensor.nn appears (checked below)
@@ -45,6 +56,10 @@ LAYERS = [
     ("NormMaxPool", lambda d: etnn.NormMaxPool(mixed(d), 2)),
     ("AvgPool", lambda d: etnn.AvgPool(mixed(d), 2)),
     ("Upsample", lambda d: etnn.Upsample(mixed(d), 2)),
+    ("ChangeOfBasis", lambda d: etnn.ChangeOfBasis(mixed(d), irreps_of(mixed(d)))),
+    ("GeometricConv escnn fields", lambda d: etnn.GeometricConv(regular_and(mixed(d)), small(d), 3, padding=1)),
+    ("GeometricConvTransposed escnn fields", lambda d: etnn.GeometricConvTransposed(small(d), regular_and(small(d)),
+                                                                                   2, stride=2)),
 ]
 SPATIAL = {2: 6, 3: 4}
 
