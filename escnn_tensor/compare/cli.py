@@ -4,8 +4,9 @@ r"""Command line of the comparison harness: ``python -m escnn_tensor.compare [ru
 Trains geometric (GeometricConv + tensor-field layers), steerable (escnn R2Conv/R3Conv on regular fields) and plain
 (torch convolutions on the components) versions of ResNet / UNet / DilResNet on the tensor-field tasks of
 :mod:`escnn_tensor.data`, at equal parameter counts, and writes a table and figures (see
-:mod:`escnn_tensor.compare.runner` for the files). ``--quick`` is a ~5 minute run on 2 CPU cores; without it the
-defaults are a full run (hours on a CPU). Every option given overrides the profile.
+:mod:`escnn_tensor.compare.runner` for the files). ``--quick`` is a run of a few minutes on 2 idle CPU cores (the
+README states the measured wall time, from ``docs/results/quick/run.json``); without it the defaults are a full run
+(hours on a CPU). Every option given overrides the profile.
 """
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from .runner import CompareConfig, run_comparison
 
 __all__ = ["main", "parse_args", "QUICK", "FULL"]
 
-#: the --quick profile: about 4 minutes on 2 CPU cores (measured; see the lead's docs), at most 10. The learning
-#: rates are the two best of a validation sweep (1e-3 .. 3e-2) on these settings; each job keeps the better one on
-#: its own validation split.
+#: the --quick profile: a few minutes on 2 idle CPU cores (measured wall time: docs/results/quick/run.json). The
+#: learning rates are the two best of a validation sweep (1e-3 .. 3e-2) on these settings; each job keeps the better
+#: one on its own validation split.
 QUICK: Dict[str, Any] = dict(
     tasks=["gravity", "tidal", "navier-stokes"], models=["resnet"], families=list(FAMILIES), augment=True,
     params=6000, epochs=20, samples=128, val_samples=32, test_samples=32, size=None, task_size="quick", seeds=[0],

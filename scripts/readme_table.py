@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Put result tables into README.md and docs/*.md from stored results files, so that no table is typed by hand.
+
+A stored result is a folder ``docs/results/NAME/`` holding a run's ``results.json`` and ``results.md`` (as
+``python -m escnn_tensor.compare`` wrote them) and ``run.json``: the command, the date, the commit, the wall time
+and the machine. A page shows it in a block between two markers, which this script rewrites:
+
+    <!-- results-table docs/results/quick -->
+    ... (generated: a sentence naming the command, commit and date, then the run's table) ...
+    <!-- /results-table -->
+
+Usage (from the repository root, with the project's Python):
+
+    python scripts/readme_table.py store OUT NAME --command "python -m escnn_tensor.compare --quick" [--wall S]
+        copy OUT/results.json and OUT/results.md into docs/results/NAME/ and write its run.json (the commit is
+        ``git rev-parse HEAD``; say with --commit if the run was made at another one), then render
+    python scripts/readme_table.py            rewrite every block from the stored files
+    python scripts/readme_table.py --check    write nothing; exit 1 naming every block that differs
+
+To refresh the README's quick table after a run of ``bash scripts/dev.sh example`` (which writes
+``outputs/compare-quick``)::
+
+    python scripts/readme_table.py store outputs/compare-quick quick --command "bash scripts/dev.sh example" --wall 190
+
+``tests/test_readme_table.py`` checks that the blocks are up to date and that the README's quick table agrees with
+``docs/results/quick/results.json`` cell by cell (3 significant digits for errors).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+BLOCK = re.compile(r"(<!-- results-table (\S+) -->\n)(.*?)(<!-- /results-table -->)", re.S)
+
+
+def pages() -> List[Path]:
+    """The pages that may hold blocks: README.md and docs/*.md."""
+    return [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores ({cpu})"
+
+
+def store(out: Path, name: str, command: str, wall: Optional[float], commit: Optional[str], note: str) -> Path:
+    """Copy a run's results into docs/results/NAME/ with its run.json; returns the folder."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise SystemExit(f"readme_table.py: NAME must be letters, digits, '_', '.', '-', got {name!r}")
+    for f in ("results.json", "results.md"):
+        if not (out / f).is_file():
+            raise SystemExit(f"readme_table.py: {out / f} does not exist (give the --out folder of a finished run)")
+    dest = RESULTS / name
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("results.json", "results.md"):
+        shutil.copyfile(out / f, dest / f)
+    full = commit or _git("rev-parse", "HEAD")
+    run = {
+        "command": command,
+        "date": datetime.datetime.fromtimestamp((out / "results.json").stat().st_mtime, datetime.timezone.utc)
+        .strftime("%Y-%m-%d"),  # when the run wrote its results
+        "commit": _git("rev-parse", full),
+        "wall_seconds": wall,
+        "machine": _machine(),
+        "note": note,
+    }
+    (dest / "run.json").write_text(json.dumps(run, indent=1) + "\n")
+    return dest
+
+
+def table_of(results_md: str) -> str:
+    """The part of a results.md from its table header to the end (the table and the list of figures)."""
+    at = results_md.find("| task |")
+    if at < 0:
+        raise ValueError("results.md holds no table (no line starting with '| task |')")
+    return results_md[at:].rstrip("\n") + "\n"
+
+
+def render(folder: str) -> str:
+    """The generated text of a block for the stored result ``folder`` (relative to the repository root)."""
+    path = ROOT / folder
+    run = json.loads((path / "run.json").read_text())
+    wall = run.get("wall_seconds")
+    when = f"{run['date']}, " + (f"{wall:.0f} s wall, " if wall else "") + run["machine"]
+    note = f"; {run['note']}" if run.get("note") else ""
+    intro = (
+        f"Output of `{run['command']}` at commit {run['commit'][:7]} ({when}{note}); stored in "
+        f"`{folder}/`, put here by `python scripts/readme_table.py`:"
+    )
+    intro = textwrap.fill(intro, width=115, break_long_words=False, break_on_hyphens=False)
+    return f"{intro}\n\n```text\n{table_of((path / 'results.md').read_text())}```\n"
+
+
+def blocks(text: str):
+    """``(folder, generated text)`` of every block of a page."""
+    return [(m.group(2), m.group(3)) for m in BLOCK.finditer(text)]
+
+
+def update(check: bool, files: Optional[List[Path]] = None) -> List[str]:
+    """Rewrite (or with ``check`` only compare) every block of ``files`` (default :func:`pages`); returns
+    ``'page: folder'`` of the stale ones."""
+    stale = []
+    for page in pages() if files is None else files:
+        text = page.read_text()
+        new = BLOCK.sub(lambda m: m.group(1) + render(m.group(2)) + m.group(4), text)
+        if new != text:
+            name = page.relative_to(ROOT) if page.is_relative_to(ROOT) else page.name
+            stale += [f"{name}: {folder}" for folder, body in blocks(text) if body != render(folder)]
+            if not check:
+                page.write_text(new)
+    return stale
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["store"]:
+        p = argparse.ArgumentParser(prog="readme_table.py store", description="store a run's results, then render")
+        p.add_argument("out", type=Path, help="the run's --out folder (holds results.json and results.md)")
+        p.add_argument("name", help="the stored result's name: docs/results/NAME/")
+        p.add_argument("--command", required=True, help="the command that made the run, as a reader would type it")
+        p.add_argument("--wall", type=float, help="the run's wall time in seconds (the harness prints it)")
+        p.add_argument("--commit", help="the commit the run was made at (default: HEAD)")
+        p.add_argument("--note", default="", help="a note on the conditions, e.g. 'machine shared with other jobs'")
+        a = p.parse_args(argv[1:])
+        dest = store(a.out, a.name, a.command, a.wall, a.commit, a.note)
+        print(f"stored {a.out} in {dest.relative_to(ROOT)}")
+        argv = []
+    p = argparse.ArgumentParser(prog="readme_table.py", description=__doc__.split("\n")[0])
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a block is out of date")
+    a = p.parse_args(argv)
+    stale = update(a.check)
+    if a.check and stale:
+        print("out of date (run python scripts/readme_table.py): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    print("up to date" if a.check or not stale else "rewrote: " + ", ".join(stale))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
