@@ -8,9 +8,8 @@ test each stage once:
   one model per architecture (between them both norms and both gated nonlinearities), train and eval;
 - ``backend="aot_eager"`` (capture + AOTAutograd's tracing of forward and backward, including TensorBatchNorm's
   closed-form backward) for one ResNet in train mode;
-- with ``ESCNN_TENSOR_TEST_COMPILE=full`` also ``aot_eager`` in eval mode and the default inductor backend (code
-  generation) for one ResNet in both modes: minutes on a small CPU (skipped with that reason otherwise;
-  ``scripts/gpu_check.sh`` sets it).
+- with ``ESCNN_TENSOR_TEST_COMPILE=full`` also ``aot_eager`` and the default inductor backend (code generation)
+  for the model of every architecture in both modes: minutes on a small CPU (skipped with that reason otherwise).
 """
 import copy
 import os
@@ -72,7 +71,7 @@ def compare(model, backend, modes=(True, False)):
 
 FULL = os.environ.get("ESCNN_TENSOR_TEST_COMPILE") == "full"
 full_only = pytest.mark.skipif(
-    not FULL, reason="compiling takes minutes on a small CPU; set ESCNN_TENSOR_TEST_COMPILE=full (gpu_check.sh does)"
+    not FULL, reason="compiling takes minutes on a small CPU; set ESCNN_TENSOR_TEST_COMPILE=full"
 )
 ONE_PER_ARCHITECTURE = {
     "resnet": dict(norm="batch", nonlinearity="gated_quadratic"),
