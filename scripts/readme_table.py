@@ -9,6 +9,10 @@ and the machine. A page shows it in a block between two markers, which this scri
     ... (generated: a sentence naming the command, commit and date, then the run's table) ...
     <!-- /results-table -->
 
+``<!-- results-table docs/results/A docs/results/B pivot -->`` instead shows the test errors of one or more runs
+as one table, tasks x families, mean ± std over seeds, the best of each task in bold (the form of the README's
+longer-run table).
+
 Usage (from the repository root, with the project's Python):
 
     python scripts/readme_table.py store OUT NAME --command "python -m escnn_tensor.compare --quick" [--wall S]
@@ -42,7 +46,7 @@ from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-BLOCK = re.compile(r"(<!-- results-table (\S+) -->\n)(.*?)(<!-- /results-table -->)", re.S)
+BLOCK = re.compile(r"(<!-- results-table ([^>]+?) -->\n)(.*?)(<!-- /results-table -->)", re.S)
 
 
 def pages() -> List[Path]:
@@ -99,29 +103,74 @@ def table_of(results_md: str) -> str:
     return results_md[at:].rstrip("\n") + "\n"
 
 
-def render(folder: str) -> str:
-    """The generated text of a block for the stored result ``folder`` (relative to the repository root)."""
-    path = ROOT / folder
-    run = json.loads((path / "run.json").read_text())
+def _provenance(folder: str) -> str:
+    run = json.loads((ROOT / folder / "run.json").read_text())
     wall = run.get("wall_seconds")
     when = f"{run['date']}, " + (f"{wall:.0f} s wall, " if wall else "") + run["machine"]
     note = f"; {run['note']}" if run.get("note") else ""
-    intro = (
-        f"Output of `{run['command']}` at commit {run['commit'][:7]} ({when}{note}); stored in "
-        f"`{folder}/`, put here by `python scripts/readme_table.py`:"
-    )
-    intro = textwrap.fill(intro, width=115, break_long_words=False, break_on_hyphens=False)
-    return f"{intro}\n\n```text\n{table_of((path / 'results.md').read_text())}```\n"
+    return f"`{run['command']}` at commit {run['commit'][:7]} ({when}{note}); stored in `{folder}/`"
+
+
+def _fill(text: str) -> str:
+    return textwrap.fill(text, width=115, break_long_words=False, break_on_hyphens=False)
+
+
+def pivot_table(rows: List[Dict]) -> str:
+    """Test error, mean ± std over seeds (the harness's rounding: 3 significant digits, the std 2), one row per task
+    (and model, if several) and one column per family label, in order of appearance; the lowest mean of a row in
+    bold."""
+    from escnn_tensor.compare.report import aggregate
+
+    entries = aggregate(rows)
+    labels = list(dict.fromkeys(e["label"] for e in entries))
+    models = {e["model"] for e in entries}
+    lines_of: Dict[str, Dict[str, Dict]] = {}
+    for e in entries:
+        name = e["task"] if len(models) == 1 else f"{e['task']} ({e['model']})"
+        lines_of.setdefault(name, {})[e["label"]] = e
+    seeds = sorted({e["n"] for e in entries})
+    n_text = " or ".join(map(str, seeds))
+    out = [f"| test error (mean ± std, {n_text} seeds) | " + " | ".join(labels) + " |",
+           "|---|" + "---:|" * len(labels)]
+    for name, cells in lines_of.items():
+        best = min(e["test_error"][0] for e in cells.values())
+        texts = []
+        for lab in labels:
+            if lab not in cells:
+                texts.append("—")
+                continue
+            (m, s), n = cells[lab]["test_error"], cells[lab]["n"]
+            text = f"{m:.3g}" if n == 1 else f"{m:.3g} ± {s:.2g}"
+            texts.append(f"**{text}**" if m == best and len(cells) > 1 else text)
+        out.append(f"| {name} | " + " | ".join(texts) + " |")
+    return "\n".join(out) + "\n"
+
+
+def render(spec: str) -> str:
+    """The generated text of a block: ``spec`` is ``FOLDER`` (the run's results.md table, as the harness printed it)
+    or ``FOLDER... pivot`` (:func:`pivot_table` of the runs' results.json together); folders are relative to the
+    repository root."""
+    words = spec.split()
+    folders = [w for w in words if w != "pivot"]
+    if not folders or ("pivot" not in words and len(folders) != 1):
+        raise ValueError(f"results-table block '{spec}': give one stored folder, or folders followed by 'pivot'")
+    if "pivot" in words:
+        rows = [r for f in folders for r in json.loads((ROOT / f / "results.json").read_text())]
+        intro = _fill("From " + "; and ".join(_provenance(f) for f in folders) +
+                      "; put here by `python scripts/readme_table.py`:")
+        return f"{intro}\n\n{pivot_table(rows)}"
+    intro = _fill(f"Output of {_provenance(folders[0])}, put here by `python scripts/readme_table.py`:")
+    return f"{intro}\n\n```text\n{table_of((ROOT / folders[0] / 'results.md').read_text())}```\n"
 
 
 def blocks(text: str):
-    """``(folder, generated text)`` of every block of a page."""
+    """``(spec, generated text)`` of every block of a page (``spec``: the marker's folders and format)."""
     return [(m.group(2), m.group(3)) for m in BLOCK.finditer(text)]
 
 
 def update(check: bool, files: Optional[List[Path]] = None) -> List[str]:
     """Rewrite (or with ``check`` only compare) every block of ``files`` (default :func:`pages`); returns
-    ``'page: folder'`` of the stale ones."""
+    ``'page: spec'`` of the stale ones."""
     stale = []
     for page in pages() if files is None else files:
         text = page.read_text()

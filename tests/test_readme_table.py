@@ -51,6 +51,23 @@ def _number(cell: str) -> float:
     return float(cell.replace(",", "").split(" ± ")[0].strip("* "))
 
 
+#: results.md column -> (results.json key, significant digits shown; 0: an integer with thousands separators)
+COLUMNS = {"params": ("params", 0), "test error": ("test_error", 3), "rotated test error": ("rotated_test_error", 3),
+           "equivariance error": ("equivariance_error", 2), "s / epoch": ("seconds_per_epoch", 2)}
+
+
+def _first_table(text: str):
+    """Header cells and row cells of the first Markdown table in ``text``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| task |"))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return table[0], table[2:]
+
+
 def test_readme_quick_table_matches_the_stored_results_to_3_digits():
     rows = json.loads((QUICK / "results.json").read_text())
     by_key = {}
@@ -58,19 +75,50 @@ def test_readme_quick_table_matches_the_stored_results_to_3_digits():
         key = (r["task"], r["model"], r["label"])
         assert key not in by_key, f"more than one seed for {key}: the quick table shows single runs"
         by_key[key] = r
-    table = [line for line in _quick_block().splitlines() if line.startswith("| ") and not line.startswith("| task")]
+    header, table = _first_table(_quick_block())
+    assert header[:3] == ["task", "model", "family"] and set(COLUMNS) <= set(header)
     assert len(table) == len(rows) > 0
-    columns = [("params", 0), ("test_error", 3), ("rotated_test_error", 3), ("equivariance_error", 2),
-               ("seconds_per_epoch", 2)]
-    for line in table:
-        cells = [c.strip() for c in line.strip("|").split("|")]
+    for cells in table:
         r = by_key[tuple(cells[:3])]
-        for (name, digits), cell in zip(columns, cells[3:]):
+        for column, cell in zip(header, cells):
+            if column not in COLUMNS:
+                continue
+            name, digits = COLUMNS[column]
             value = float(r[name])
             if digits == 0:
-                assert _number(cell) == round(value), (line, name)
+                assert _number(cell) == round(value), (cells, column)
             else:  # the cell shows the stored value rounded to `digits` significant digits
-                assert _number(cell) == float(f"{value:.{digits}g}"), (line, name, value)
+                assert _number(cell) == float(f"{value:.{digits}g}"), (cells, column, value)
+
+
+def test_pivot_block_of_several_seeds(tmp_path):
+    """The pivot form (tasks x families, mean ± std of the test error over seeds, best in bold), on a stored run
+    made here: the numbers are checked against numpy's mean and sample std."""
+    import numpy as np
+
+    script = _script()
+    folder = tmp_path / "run"
+    folder.mkdir()
+    errors = {("gravity", "geometric"): [1e-3, 2e-3], ("gravity", "plain"): [4e-3, 5e-3],
+              ("tidal", "geometric"): [7e-3, 8e-3, 9e-3], ("tidal", "plain"): [6e-3, 6e-3]}
+    rows = [dict(task=t, model="resnet", label=lab, n_train=8, params=100, test_error=e, rotated_test_error=e,
+                 equivariance_error=0.0, seconds_per_epoch=1.0) for (t, lab), es in errors.items() for e in es]
+    (folder / "results.json").write_text(json.dumps(rows))
+    (folder / "run.json").write_text(json.dumps(dict(command="cmd", date="2026-01-01", commit="0" * 40,
+                                                     wall_seconds=None, machine="m", note="")))
+    text = script.render(f"{folder} pivot")
+    assert "`cmd` at commit 0000000" in text
+    header, body = _first_table(text.replace("| test error (mean ± std, 2 or 3 seeds) |", "| task |"))
+    assert header == ["task", "geometric", "plain"]
+    assert [c[0] for c in body] == ["gravity", "tidal"]
+    for cells in body:
+        values = [np.array(errors[(cells[0], lab)]) for lab in header[1:]]
+        expected = [f"{v.mean():.3g} ± {v.std(ddof=1):.2g}" for v in values]
+        best = int(np.argmin([v.mean() for v in values]))
+        expected[best] = f"**{expected[best]}**"
+        assert cells[1:] == expected
+    with pytest.raises(ValueError, match="give one stored folder"):
+        script.render(f"{folder} {folder}")
 
 
 def test_run_record_names_command_date_and_commit():
