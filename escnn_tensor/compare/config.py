@@ -43,6 +43,8 @@ class CompareConfig:
     task_size: str = "default"
     #: ``'i/N'``: run shard i of N of the rows (see :func:`~escnn_tensor.compare.plan.shard`); ``None``: all
     shard: Optional[str] = None
+    #: add ``plain+avg`` rows: the plain model wrapped in :class:`escnn_tensor.models.GroupAverage` (|G| forwards)
+    average: bool = False
 
 
 
@@ -57,7 +59,7 @@ def check_config(config: CompareConfig) -> None:
     from ..data import get_task
     from ..groups import hyperoctahedral_gspace
     from ..models import FAMILIES, MODELS
-    from .plan import variants
+    from .plan import row_variants
     from .predictor import DTYPES
 
     for name, values, accepted in (("models", config.models, MODELS), ("families", config.families, FAMILIES)):
@@ -73,6 +75,8 @@ def check_config(config: CompareConfig) -> None:
         raise ValueError(f"seeds must be a non-empty list of integers >= 0, got {list(config.seeds)}")
     if not config.lrs or not all(isinstance(lr, (int, float)) and lr > 0 for lr in config.lrs):
         raise ValueError(f"lrs must be a non-empty list of positive learning rates, got {list(config.lrs)}")
+    if not isinstance(config.average, bool):
+        raise TypeError(f"average must be True or False, got {config.average!r}")
     if config.dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {list(DTYPES)}, got {config.dtype!r}")
     if config.task_size not in ("default", "quick"):
@@ -86,7 +90,8 @@ def check_config(config: CompareConfig) -> None:
         t = get_task(task)
         gs = hyperoctahedral_gspace(t.d)
         for model in config.models:
-            for family in dict.fromkeys(f for f, _ in variants(config.families, config.augment)):
+            for family in dict.fromkeys(f for f, _, _ in row_variants(config.families, config.augment,
+                                                                      config.average)):
                 with torch.random.fork_rng(devices=[]):
                     options = MODELS[model].options_for(family, config.model_options.get(model, {}))
                     MODELS[model](t.in_type(gs), t.out_type(gs), family, params=config.params, _counting=True,

@@ -165,13 +165,14 @@ def run_row(
     metrics = evaluate(predictor, splits, runtime.dist)
     s = row.spec
     result = {
-        "task": s.task, "model": s.model, "family": s.family, "augment": s.augment, "label": label(s.family, s.augment),
+        "task": s.task, "model": s.model, "family": s.family, "augment": s.augment,
+        "label": label(s.family, s.augment, s.average),
         "seed": s.seed, "params": summary["params"], "params_target": params_target, "hidden": summary["hidden"],
         "lr": spec.lr, "lr_candidates": {f"{j.lr:g}": sm["val_error"] for j, _, sm in trained},
         "epochs": s.epochs, "best_epoch": summary["best_epoch"], "val_error": summary["val_error"], **metrics,
         "seconds_per_epoch": summary["seconds_per_epoch"], "size": s.size, "n_train": s.n_train, "n_val": s.n_val,
         "n_test": s.n_test, "dtype": s.dtype, "job": spec.job_id, "group": splits.group, **runtime.describe(),
-        "average": False, "diverged": not all(math.isfinite(metrics[k]) for k in ("test_error", "rotated_test_error")),
+        "average": s.average, "diverged": not all(math.isfinite(metrics[k]) for k in ("test_error", "rotated_test_error")),
         "rollout_errors": None,
     }
     if runtime.dist.is_writer:

@@ -20,7 +20,7 @@ from .plan import RowSpec, plan
 __all__ = ["collect", "merge", "write_results", "SWEEP_KEYS"]
 
 #: the settings that define a sweep: shards merged together must agree on them (the rest says where and how)
-SWEEP_KEYS = ("tasks", "models", "families", "augment", "params", "epochs", "n_train", "n_val", "n_test", "size",
+SWEEP_KEYS = ("tasks", "models", "families", "augment", "average", "params", "epochs", "n_train", "n_val", "n_test", "size",
               "seeds", "lrs", "batch_size", "dtype", "model_options", "data_seed", "task_size")
 
 

@@ -17,7 +17,7 @@ import hashlib
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["JobSpec", "RowSpec", "plan", "shard", "parse_shard", "variants", "label"]
+__all__ = ["JobSpec", "RowSpec", "plan", "shard", "parse_shard", "variants", "row_variants", "label"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +47,8 @@ class JobSpec:
     #: several training sizes in one run: the training set is the first ``n_train`` of ``n_pool`` samples (the
     #: largest size), and validation / test come after those ``n_pool``; ``None``: one size (``n_pool = n_train``)
     n_pool: Optional[int] = None
+    #: the model wrapped in :class:`escnn_tensor.models.GroupAverage` (``plain+avg`` rows, ``--average``)
+    average: bool = False
 
     #: fields always written by :meth:`to_dict` (those of the first release); later fields only when not default
     _ALWAYS = ("task", "model", "family", "augment", "seed", "lr", "params", "epochs", "batch_size", "dtype", "size",
@@ -65,10 +67,10 @@ class JobSpec:
 
     @property
     def job_id(self) -> str:
-        """``<task>-<model>-<family>[-aug]-s<seed>-lr<lr>-<10 hex digits of the SHA-256 of to_dict()>``."""
+        """``<task>-<model>-<family>[-aug][-avg]-s<seed>-lr<lr>-<10 hex digits of the SHA-256 of to_dict()>``."""
         text = json.dumps(self.to_dict(), sort_keys=True, default=str)
         digest = hashlib.sha256(text.encode()).hexdigest()[:10]
-        aug = "-aug" if self.augment else ""
+        aug = ("-aug" if self.augment else "") + ("-avg" if self.average else "")
         return f"{self.task}-{self.model}-{self.family}{aug}-s{self.seed}-lr{self.lr:g}-{digest}"
 
 
@@ -94,15 +96,15 @@ class RowSpec:
 
     @property
     def row_id(self) -> str:
-        """``<task>-<model>-<family>[-aug]-s<seed>-n<n_train>-<10 hex digits hashing the ids of its jobs>``."""
+        """``<task>-<model>-<family>[-aug][-avg]-s<seed>-n<n_train>-<10 hex digits hashing the ids of its jobs>``."""
         s = self.spec
         digest = hashlib.sha256(" ".join(j.job_id for j in self.jobs).encode()).hexdigest()[:10]
-        aug = "-aug" if s.augment else ""
+        aug = ("-aug" if s.augment else "") + ("-avg" if s.average else "")
         return f"{s.task}-{s.model}-{s.family}{aug}-s{s.seed}-n{s.n_train}-{digest}"
 
     @property
     def label(self) -> str:
-        return label(self.spec.family, self.spec.augment)
+        return label(self.spec.family, self.spec.augment, self.spec.average)
 
 
 def variants(families: Sequence[str], augment: bool) -> List[Tuple[str, bool]]:
@@ -113,9 +115,18 @@ def variants(families: Sequence[str], augment: bool) -> List[Tuple[str, bool]]:
     return out
 
 
-def label(family: str, augment: bool) -> str:
-    """The display name of a row: the family, ``+aug`` for augmented training."""
-    return family + ("+aug" if augment else "")
+def row_variants(families: Sequence[str], augment: bool, average: bool = False) -> List[Tuple[str, bool, bool]]:
+    """``(family, augment, average)`` of the rows of a run: :func:`variants`, then ``('plain', False, True)`` (the
+    plain model averaged over the group, ``plain+avg``) with ``average``."""
+    out = [(f, aug, False) for f, aug in variants(families, augment)]
+    if average:
+        out.append(("plain", False, True))
+    return out
+
+
+def label(family: str, augment: bool, average: bool = False) -> str:
+    """The display name of a row: the family, ``+aug`` for augmented training, ``+avg`` for group averaging."""
+    return family + ("+aug" if augment else "") + ("+avg" if average else "")
 
 
 def task_size(config, task) -> int:
@@ -130,7 +141,7 @@ def task_size(config, task) -> int:
 
 def plan(config) -> List[RowSpec]:
     """Every row of a :class:`~escnn_tensor.compare.config.CompareConfig`, in report order: task, training-set size
-    (:func:`~escnn_tensor.compare.config.train_sizes`), model, variant (families, then ``plain+aug``), seed; each
+    (:func:`~escnn_tensor.compare.config.train_sizes`), model, variant (families, ``plain+aug``, ``plain+avg``), seed; each
     with one :class:`JobSpec` per learning rate of ``config.lrs``."""
     from .config import train_sizes
 
@@ -141,14 +152,14 @@ def plan(config) -> List[RowSpec]:
         size = task_size(config, task)
         for model in config.models:
             options = tuple(sorted(config.model_options.get(model, {}).items()))
-            for family, aug in variants(config.families, config.augment):
+            for family, aug, avg in row_variants(config.families, config.augment, getattr(config, "average", False)):
                 for seed in config.seeds:
                     jobs = tuple(
                         JobSpec(task=task, model=model, family=family, augment=aug, seed=seed, lr=float(lr),
                                 params=config.params, epochs=config.epochs, batch_size=config.batch_size,
                                 dtype=config.dtype, size=size, n_train=n_train, n_val=config.n_val,
                                 n_test=config.n_test, data_seed=config.data_seed, model_options=options,
-                                n_pool=pool)
+                                n_pool=pool, average=avg)
                         for lr in config.lrs
                     )
                     rows.append(RowSpec(jobs, index=len(rows)))

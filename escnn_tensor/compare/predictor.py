@@ -14,7 +14,7 @@ import torch
 from escnn.nn import FieldType, GeometricTensor
 from escnn.nn.modules.equivariant_module import EquivariantModule
 
-from ..models import MODELS
+from ..models import MODELS, GroupAverage
 from ..representations import field_signature
 from .splits import TensorSplit, chunks
 
@@ -78,10 +78,13 @@ class Predictor(EquivariantModule):
 
 def build_predictor(spec, splits) -> Predictor:
     """The model of ``spec`` (a :class:`~escnn_tensor.compare.plan.JobSpec`; seeded construction, the global RNG
-    state is restored) wrapped with the normalisation of ``splits.train``, in ``spec.dtype`` on the CPU."""
+    state is restored) wrapped with the normalisation of ``splits.train``, in ``spec.dtype`` on the CPU; with
+    ``spec.average`` the model is first wrapped in :class:`escnn_tensor.models.GroupAverage` (``plain+avg``)."""
     cls = MODELS[spec.model]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         model = cls(splits.in_type, splits.out_type, spec.family, params=spec.params,
                     **cls.options_for(spec.family, dict(spec.model_options)))  # only what the family uses
+    if getattr(spec, "average", False):  # plain+avg: averaged over the group, |G| forwards per forward
+        model = GroupAverage(model, splits.in_type, splits.out_type)
     return Predictor(model, splits.train).to(DTYPES[spec.dtype])

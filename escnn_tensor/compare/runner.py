@@ -114,7 +114,7 @@ def _run(config: CompareConfig, log, interrupt_after, runtime: Runtime) -> List[
         rows.append(row)
         if writer:
             write_json(rows, out / "results.json")
-        log(f"[{s.task}] {s.model:9s} {label(s.family, s.augment):10s} seed {s.seed}: params {row['params']}, "
+        log(f"[{s.task}] {s.model:9s} {label(s.family, s.augment, s.average):10s} seed {s.seed}: params {row['params']}, "
             f"test {row['test_error']:.4g}, rotated {row['rotated_test_error']:.4g}, "
             f"equivariance {row['equivariance_error']:.2g}, {row['seconds_per_epoch']:.2f} s/epoch")
     if writer:

@@ -116,6 +116,13 @@ class GroupAverage(EquivariantModule):
         self.in_action = FieldAction(in_type)
         self.out_action = FieldAction(out_type)
         self._geometric = isinstance(model, EquivariantModule)
+        #: the dimension of space (as the models of :mod:`escnn_tensor.models` have it)
+        self.d = in_type.gspace.dimensionality
+
+    @property
+    def hidden(self):
+        """The wrapped model's ``hidden`` (its hidden size, for reports), or ``None``."""
+        return getattr(self.model, "hidden", None)
 
     @property
     def group_size(self) -> int:
