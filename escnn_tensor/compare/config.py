@@ -86,6 +86,15 @@ def check_config(config: CompareConfig) -> None:
         raise ValueError(f"model_options for models not in the run: {unknown} (models: {list(config.models)})")
     if not config.tasks:
         raise ValueError("tasks must name at least one task")
+    families = list(dict.fromkeys(f for f, _ in variants(config.families, config.augment)))
+    for model, opts in config.model_options.items():  # each family gets only the options it uses (options_for) ...
+        used = set().union(*(MODELS[model].options_for(f, opts) for f in families))
+        unused = sorted(set(opts) - used)
+        if unused:  # ... so an option no family of the run uses would change nothing: refuse it
+            raise ValueError(
+                f"model option(s) {', '.join(f'{k}={opts[k]!r}' for k in unused)} of {model}: no family of this run "
+                f"({', '.join(families)}) uses them (nonlinearity is the geometric family's)"
+            )
     for task in config.tasks:
         t = get_task(task)
         gs = hyperoctahedral_gspace(t.d)

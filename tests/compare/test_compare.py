@@ -298,3 +298,12 @@ def test_family_options_go_only_to_the_families_that_use_them(tmp_path, data_dir
     geometric = build_predictor(JobSpec(family="geometric", **spec), splits).model
     steerable = build_predictor(JobSpec(family="steerable", **spec), splits).model
     assert geometric.options["nonlinearity"] == "gated_quadratic" and "nonlinearity" not in steerable.options
+
+
+def test_family_option_no_family_of_the_run_uses_is_refused(tmp_path, data_dir):
+    config = parse_args(TINY + ["--task", "gravity", "--family", "steerable", "--family", "plain", "--model-option",
+                                "nonlinearity=gated_quadratic", "--out", str(tmp_path), "--data-dir", data_dir])
+    with pytest.raises(ValueError, match=r"^model option\(s\) nonlinearity='gated_quadratic' of resnet: no family of "
+                                         r"this run \(steerable, plain\) uses them"):
+        run_comparison(config, log=lambda s: None)
+    assert not list((tmp_path / "checkpoints").glob("*"))
