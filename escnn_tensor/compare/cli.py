@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Options given override the profile. " + _describe("--quick", QUICK) + " " + _describe("Default", FULL)
         + " Hyperparameters are chosen on the validation split: the best epoch, and the best of several --lr values.",
     )
-    p.add_argument("--task", action="append", choices=sorted(TASKS), help="task (repeatable)")
+    p.add_argument("--task", action="append", type=_task, metavar="TASK",
+                   help=f"task (repeatable): a built-in one ({', '.join(sorted(TASKS))}) or the path of a dataset "
+                        f"spec PATH.toml (your own data; see docs/own_data.md)")
     p.add_argument("--model", action="append", choices=sorted(MODELS), help="architecture (repeatable)")
     p.add_argument("--family", action="append", choices=list(FAMILIES), help="model family (repeatable)")
     p.add_argument("--params", type=_positive(int), help="trainable-parameter budget of every model (+-10%%)")
@@ -148,10 +150,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data cache directory (default: escnn_tensor.data's)")
     p.add_argument("--data-seed", type=_non_negative, default=0, help="seed of the generated data sets")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--rollout", type=_positive(int), metavar="T",
+                   help="roll every model of a time-series task out for T steps on the test trajectories; "
+                        "rollout_errors in results.json (one relative error per step)")
     p.add_argument("--shard", type=_shard, metavar="i/N",
                    help="run shard i of N of the rows (deterministic by row id; merge the shards' --out "
                         "directories with the merge subcommand)")
     return p
+
+
+def _task(text: str) -> str:
+    """A built-in task name or the path of a ``.toml`` dataset spec (read and checked by the run)."""
+    from ..data import TASKS
+
+    if text in TASKS or text.endswith(".toml"):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown task {text!r}: give a built-in task ({', '.join(sorted(TASKS))}) or "
+                                     f"the path of a dataset spec ending in .toml")
 
 
 def _shard(text: str) -> str:
@@ -217,6 +232,7 @@ def parse_args(argv: Optional[List[str]] = None) -> CompareConfig:
         progress=not a.no_progress,
         threads=a.threads,
         shard=a.shard,
+        rollout=a.rollout,
     )
 
 
@@ -260,9 +276,14 @@ def _merge_main(argv: List[str]) -> int:
 
 
 def _run_main(argv: List[str]) -> int:
+    from ..data import DataError
+
     config = parse_args(argv)
     t0 = time.perf_counter()
-    rows = run_comparison(config)
+    try:
+        rows = run_comparison(config)
+    except DataError as e:  # a bad spec or data file: one line, exit 2 (read before anything is written)
+        build_parser().exit(2, f"python -m escnn_tensor.compare: error: {e}\n")
     out = config.out
     print((open(f"{out}/results.md").read()))
     print(f"{len(rows)} rows in {time.perf_counter() - t0:.0f} s; results: {out}/results.json, {out}/results.md; "

@@ -45,6 +45,8 @@ class CompareConfig:
     shard: Optional[str] = None
     #: add ``plain+avg`` rows: the plain model wrapped in :class:`escnn_tensor.models.GroupAverage` (|G| forwards)
     average: bool = False
+    #: ``T``: roll every model of a time-series task out for T steps on the test trajectories (``rollout_errors``)
+    rollout: Optional[int] = None
 
 
 
@@ -56,7 +58,7 @@ def check_config(config: CompareConfig) -> None:
     drawn, the global RNG untouched), so bad model options and parameter budgets that a family cannot meet are
     reported at the start of a run rather than hours into it.
     """
-    from ..data import get_task
+    from ..data import FileTask, get_task, has_trajectories
     from ..groups import hyperoctahedral_gspace
     from ..models import FAMILIES, MODELS
     from .plan import row_variants
@@ -95,9 +97,17 @@ def check_config(config: CompareConfig) -> None:
                 f"model option(s) {', '.join(f'{k}={opts[k]!r}' for k in unused)} of {model}: no family of this run "
                 f"({', '.join(families)}) uses them (nonlinearity is the geometric family's)"
             )
+    if config.rollout is not None and (not is_integer(config.rollout) or config.rollout < 1):
+        raise ValueError(f"rollout must be a positive integer (steps), got {config.rollout!r}")
+    names: Dict[str, str] = {}
+    rolls = False
     for task in config.tasks:
-        t = get_task(task)
-        gs = hyperoctahedral_gspace(t.d)
+        t = get_task(task)  # a spec path is read here: a bad spec or file fails before anything is written
+        if t.name in names:
+            raise ValueError(f"tasks {names[t.name]!r} and {task!r} have the same name {t.name!r}; rename one")
+        names[t.name] = str(task)
+        gs = t.gspace if isinstance(t, FileTask) else hyperoctahedral_gspace(t.d)
+        rolls = rolls or has_trajectories(t)
         for model in config.models:
             for family in dict.fromkeys(f for f, _, _ in row_variants(config.families, config.augment,
                                                                       config.average)):
@@ -105,6 +115,10 @@ def check_config(config: CompareConfig) -> None:
                     options = MODELS[model].options_for(family, config.model_options.get(model, {}))
                     MODELS[model](t.in_type(gs), t.out_type(gs), family, params=config.params, _counting=True,
                                   **options)
+    if config.rollout is not None and not rolls:
+        raise ValueError(f"rollout={config.rollout}: none of the tasks {list(config.tasks)} has trajectories to roll "
+                         f"out (a time series: inputs and targets the same fields, time_offset >= 1; or the built-in "
+                         f"navier-stokes)")
 
 
 def train_sizes(config: CompareConfig) -> List[int]:

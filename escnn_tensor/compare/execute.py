@@ -148,10 +148,13 @@ def run_row(
     progress: Optional[Callable] = None,
     interrupt_after: Optional[int] = None,
     runtime: Runtime = Runtime(),
+    rollout: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Train every job of ``row``, keep the best on validation, test it once; write ``DIR/jobs/<row id>.json`` (the
     row of results.json, each job's summary and history) and the prediction of the first test sample; return the
-    row (a dict with the keys of :data:`~escnn_tensor.compare.runner.ROW_FIELDS`)."""
+    row (a dict with the keys of :data:`~escnn_tensor.compare.runner.ROW_FIELDS`). ``rollout``: ``T`` steps of
+    autoregressive rollout on ``splits.trajectories`` (:func:`~escnn_tensor.compare.rollout.rollout_errors`),
+    written as ``rollout_errors``."""
     out = Path(out)
     t0 = time.perf_counter()
     trained: List[Tuple[JobSpec, Predictor, Dict[str, Any]]] = []
@@ -175,6 +178,14 @@ def run_row(
         "average": s.average, "diverged": not all(math.isfinite(metrics[k]) for k in ("test_error", "rotated_test_error")),
         "rollout_errors": None,
     }
+    if rollout is not None:
+        if splits.trajectories is None:
+            raise ValueError(f"task {s.task!r} has no test trajectories for --rollout (a time series: inputs and "
+                             f"targets the same fields, time_offset >= 1; or the built-in navier-stokes)")
+        from .rollout import rollout_errors
+
+        result["rollout_errors"] = rollout_errors(predictor, splits.trajectories, splits.in_type, rollout,
+                                                  device=runtime.device)
     if runtime.dist.is_writer:
         x, y = fetch(splits.test, torch.arange(1))
         save_atomic(

@@ -178,15 +178,16 @@ def plot_errors(rows: Sequence[Row], path: Path) -> Path:
 def field_images(tensor: torch.Tensor, signature: Sequence[Tuple[int, int]], d: int) -> List[Tuple[np.ndarray, int, int]]:
     """Split one sample ``(C, N..)`` (escnn layout) into its fields in grid layout: ``[(array, parity, k)]``.
 
-    Each array has shape ``(N,)*d + (d,)*k`` (array axis ``i`` along ``+x_i``), as :func:`escnn_tensor.plot_image`
-    takes it.
+    Each array has shape ``grid + (d,)*k`` (array axis ``i`` along ``+x_i``; any grid shape), as
+    :func:`escnn_tensor.plot_image` takes it.
     """
+    from ..data.fields import escnn_to_grid_layout  # any grid shape (rectangles from data files too)
+
     out, start = [], 0
     for k, p in signature:
         block = tensor[start : start + d**k]
         start += d**k
-        arr = block.movedim(0, -1).reshape(block.shape[1:] + (d,) * k)
-        out.append((escnn_to_grid(arr, d, n_trailing=k).detach().cpu().double().numpy(), p, k))
+        out.append((escnn_to_grid_layout(block[None], d, k)[0].detach().cpu().double().numpy(), p, k))
     return out
 
 
@@ -225,7 +226,8 @@ def make_samples_figure(rows: Sequence[Row], task: str, out: Path):
     colour scale shared by the row and each panel's relative squared error ``sum |p - t|^2 / sum |t|^2`` of that
     field in its title. A prediction with non-finite values is a "diverged" panel. Returns ``(figure, panels)``
     with ``panels`` a list of ``(kind, title, axes)``, kind ``"input"``, ``"target"``, ``"prediction"`` or
-    ``"residual"``; ``None`` if the prediction files are missing.
+    ``"residual"``; ``None`` if the prediction files are missing or the grid is not square / cubic (a data file's
+    rectangle: :func:`escnn_tensor.plot_image` draws square and cubic grids only).
     """
     from ..plotting import plot_image
 
@@ -243,6 +245,8 @@ def make_samples_figure(rows: Sequence[Row], task: str, out: Path):
         return None
     first = preds[0][1]
     d = first["input"].dim() - 1
+    if len(set(first["input"].shape[1:])) != 1:  # escnn_tensor.plot_image draws square / cubic grids only
+        return None
     inputs = field_images(first["input"], first["in_fields"], d)
     targets = field_images(first["target"], first["out_fields"], d)
     fields = [(r, field_images(p["prediction"], p["out_fields"], d)) for r, p in preds]

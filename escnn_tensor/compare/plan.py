@@ -129,11 +129,14 @@ def label(family: str, augment: bool, average: bool = False) -> str:
     return family + ("+aug" if augment else "") + ("+avg" if average else "")
 
 
-def task_size(config, task) -> int:
-    """The grid side of ``task`` in a run: ``config.size``, else the task's quick or default size."""
-    from ..data import get_task
+def task_size(config, task) -> Optional[int]:
+    """The grid side of ``task`` in a run: ``config.size``, else the task's quick or default size; ``None`` for a
+    task read from data (its grid is its file's)."""
+    from ..data import FileTask, get_task
 
     t = get_task(task)
+    if isinstance(t, FileTask):
+        return None
     if config.size is not None:
         return t.check_size(config.size)
     return t.check_size(t.quick_size if config.task_size == "quick" else t.default_size)
@@ -143,13 +146,15 @@ def plan(config) -> List[RowSpec]:
     """Every row of a :class:`~escnn_tensor.compare.config.CompareConfig`, in report order: task, training-set size
     (:func:`~escnn_tensor.compare.config.train_sizes`), model, variant (families, ``plain+aug``, ``plain+avg``), seed; each
     with one :class:`JobSpec` per learning rate of ``config.lrs``."""
+    from ..data import get_task
     from .config import train_sizes
 
     rows: List[RowSpec] = []
     sizes = train_sizes(config)
     pool = max(sizes) if len(sizes) > 1 else None
-    for task, n_train in ((t, n) for t in config.tasks for n in sizes):
-        size = task_size(config, task)
+    for source, n_train in ((t, n) for t in config.tasks for n in sizes):
+        size = task_size(config, source)
+        task = get_task(source).name  # a spec path runs under the spec's name
         for model in config.models:
             options = tuple(sorted(config.model_options.get(model, {}).items()))
             for family, aug, avg in row_variants(config.families, config.augment, getattr(config, "average", False)):

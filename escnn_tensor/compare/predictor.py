@@ -79,12 +79,17 @@ class Predictor(EquivariantModule):
 def build_predictor(spec, splits) -> Predictor:
     """The model of ``spec`` (a :class:`~escnn_tensor.compare.plan.JobSpec`; seeded construction, the global RNG
     state is restored) wrapped with the normalisation of ``splits.train``, in ``spec.dtype`` on the CPU; with
-    ``spec.average`` the model is first wrapped in :class:`escnn_tensor.models.GroupAverage` (``plain+avg``)."""
+    ``spec.average`` the model is first wrapped in :class:`escnn_tensor.models.GroupAverage` (``plain+avg``). The
+    model pads as the data ask (``splits.padding_mode``, e.g. ``'zeros'`` for a file with walls) unless the job's
+    model options set ``padding_mode``."""
     cls = MODELS[spec.model]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
+        options = dict(spec.model_options)
+        if getattr(splits, "padding_mode", "circular") != "circular":  # the data's boundaries (non-periodic files)
+            options.setdefault("padding_mode", splits.padding_mode)
         model = cls(splits.in_type, splits.out_type, spec.family, params=spec.params,
-                    **cls.options_for(spec.family, dict(spec.model_options)))  # only what the family uses
+                    **cls.options_for(spec.family, options))  # only what the family uses
     if getattr(spec, "average", False):  # plain+avg: averaged over the group, |G| forwards per forward
         model = GroupAverage(model, splits.in_type, splits.out_type)
     return Predictor(model, splits.train).to(DTYPES[spec.dtype])

@@ -83,6 +83,22 @@ def _run(config: CompareConfig, log, interrupt_after, runtime: Runtime) -> List[
     mine = shard(rows_plan, *parse_shard(config.shard)) if config.shard else rows_plan
     out = Path(config.out)
     writer = runtime.dist.is_writer
+    from ..data import FileTask, get_task, has_trajectories
+
+    tasks = {get_task(t).name: get_task(t) for t in config.tasks}  # a row's task is its name; a spec its path
+
+    def data(name: str):
+        t = tasks[name]
+        steps = config.rollout if config.rollout is not None and has_trajectories(t) else None
+        size = t.check_size(None) if isinstance(t, FileTask) else next(r.spec.size for r in mine if r.spec.task == name)
+        n_pool = max(train_sizes(config))  # several sizes: nested training sets, shared validation and test
+        return load_splits(t, n_pool, config.n_val, config.n_test, size, config.data_seed, config.cache_dir,
+                           rollout_steps=steps)
+
+    # data read from files is read (and checked: missing fields, NaNs, too few trajectories) before anything is
+    # written, so bad data end the run with one line and an untouched --out
+    preloaded = {name: data(name) for name, t in tasks.items() if isinstance(t, FileTask)
+                 and any(r.spec.task == name for r in mine)}
     if writer:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         (out / "predictions").mkdir(parents=True, exist_ok=True)
@@ -101,16 +117,16 @@ def _run(config: CompareConfig, log, interrupt_after, runtime: Runtime) -> List[
         s = r.spec
         if s.task not in splits:
             t0 = time.perf_counter()
-            n_pool = max(train_sizes(config))  # several sizes: nested training sets, shared validation and test
-            splits = {s.task: load_splits(s.task, n_pool, config.n_val, config.n_test, s.size,
-                                          config.data_seed, config.cache_dir)}
-            log(f"[{s.task}] data: {n_pool}/{config.n_val}/{config.n_test} samples of size {s.size} "
-                f"({time.perf_counter() - t0:.1f} s)")
-        data = splits[s.task]
-        if len(data.train) != s.n_train:
-            data = dataclasses.replace(data, train=first(data.train, s.n_train))
-        row = run_row(r, data, out, config.params, resume=config.resume, progress=progress,
-                      interrupt_after=interrupt_after, runtime=runtime)
+            splits = {s.task: preloaded[s.task] if s.task in preloaded else data(s.task)}
+            sp = splits[s.task]
+            log(f"[{s.task}] data: {len(sp.train)}/{len(sp.val)}/{len(sp.test)} samples on the grid "
+                f"{'x'.join(map(str, sp.grid))}, group {sp.group} ({time.perf_counter() - t0:.1f} s)")
+        data_ = splits[s.task]
+        if len(data_.train) != s.n_train:
+            data_ = dataclasses.replace(data_, train=first(data_.train, s.n_train))
+        rollout = config.rollout if data_.trajectories is not None else None
+        row = run_row(r, data_, out, config.params, resume=config.resume, progress=progress,
+                      interrupt_after=interrupt_after, runtime=runtime, rollout=rollout)
         rows.append(row)
         if writer:
             write_json(rows, out / "results.json")

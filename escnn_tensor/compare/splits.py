@@ -5,101 +5,36 @@ The trainer and the metrics read a split only as ``len(split)`` and ``split[idx]
 :class:`TensorSplit`. :func:`fetch` reads any index order through that seam; :func:`on_device` gives a split whose
 samples arrive on a device (in-memory data is moved there once).
 
-:func:`load_splits` is the one place the harness gets its data from (the swap to ``escnn_tensor.data.load_splits``
-is this module's import).
+:func:`load_splits` is the one place the harness gets its data from: :func:`escnn_tensor.data.load_splits`, whose
+:class:`~escnn_tensor.data.Splits` and :class:`~escnn_tensor.data.TensorSplit` this module re-exports.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
-from escnn.nn import FieldType
 
-from ..groups import hyperoctahedral_gspace
 
 __all__ = ["TensorSplit", "Splits", "make_splits", "load_splits", "fetch", "on_device", "chunks", "first"]
 
 
-class TensorSplit:
-    """An in-memory split: ``inputs`` ``(n, C_in, *grid)`` and ``targets`` ``(n, C_out, *grid)``.
-
-    ``len(split)`` is ``n``; ``split[idx]`` is ``(inputs[idx], targets[idx])`` for a 1-D ``LongTensor`` (any order);
-    ``x, y = split`` unpacks the two tensors (backward compatibility with the tuples of earlier versions).
-    """
-
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor):
-        if inputs.shape[0] != targets.shape[0]:
-            raise ValueError(f"inputs ({inputs.shape[0]} samples) and targets ({targets.shape[0]}) differ in length")
-        self.inputs, self.targets = inputs, targets
-
-    def __len__(self) -> int:
-        return self.inputs.shape[0]
-
-    def __getitem__(self, idx) -> Tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(idx, int):  # tuple-style access: split[0] is the inputs, split[1] the targets
-            return (self.inputs, self.targets)[idx]
-        return self.inputs[idx], self.targets[idx]
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        return iter((self.inputs, self.targets))
-
-    def to(self, device=None, dtype: Optional[torch.dtype] = None) -> "TensorSplit":
-        """Both tensors moved / cast (``Tensor.to`` semantics: the same split when nothing changes)."""
-        return TensorSplit(self.inputs.to(device=device, dtype=dtype), self.targets.to(device=device, dtype=dtype))
-
-    def __repr__(self) -> str:
-        return f"TensorSplit({len(self)} samples, inputs {tuple(self.inputs.shape[1:])}, targets " \
-               f"{tuple(self.targets.shape[1:])})"
+from ..data.splits import Splits, TensorSplit  # noqa: E402  (the data seam lives in escnn_tensor.data)
 
 
-@dataclasses.dataclass
-class Splits:
-    """Train / validation / test splits of one task with their field types (see the module docstring for what a
-    split is). ``group`` names the gspace's group (``'D4'``, ``'Oh'``)."""
-
-    task: str
-    in_type: FieldType
-    out_type: FieldType
-    train: Any
-    val: Any
-    test: Any
-    padding_mode: str = "circular"
-    trajectories: Any = None
-
-    def __post_init__(self):
-        for name in ("train", "val", "test"):
-            v = getattr(self, name)
-            if isinstance(v, tuple):  # (inputs, targets), as earlier versions took
-                setattr(self, name, TensorSplit(*v))
-
-    @property
-    def gspace(self):
-        return self.in_type.gspace
-
-    @property
-    def group(self) -> str:
-        return {2: "D4", 3: "Oh"}.get(self.gspace.dimensionality, self.gspace.fibergroup.name)
-
-
-def make_splits(task: str, n_train: int, n_val: int, n_test: int, size: int, data_seed: int = 0,
+def make_splits(task, n_train: int, n_val: int, n_test: int, size=None, data_seed: int = 0,
                 cache_dir: Optional[str] = None) -> Splits:
-    """One data set of ``n_train + n_val + n_test`` samples from :func:`escnn_tensor.data.load`, split in order."""
-    from ..data import get_task, load
-
-    t = get_task(task)
-    data = load(task, n_train + n_val + n_test, size, data_seed, cache_dir=cache_dir)
-    gs = hyperoctahedral_gspace(t.d)
-    x, y = data.inputs, data.targets
-    a, b = n_train, n_train + n_val
-    return Splits(task, t.in_type(gs), t.out_type(gs), TensorSplit(x[:a], y[:a]), TensorSplit(x[a:b], y[a:b]),
-                  TensorSplit(x[b:], y[b:]))
+    """:func:`escnn_tensor.data.load_splits` (the name of earlier versions)."""
+    return load_splits(task, n_train, n_val, n_test, size, data_seed, cache_dir)
 
 
 def load_splits(task, n_train: int, n_val: int, n_test: int, size=None, seed: int = 0,
-                cache_dir: Optional[str] = None) -> Splits:
-    """The splits of a run (the harness's only source of data; signature of ``escnn_tensor.data.load_splits``)."""
-    return make_splits(task, n_train, n_val, n_test, size, seed, cache_dir)
+                cache_dir: Optional[str] = None, **options) -> Splits:
+    """The splits of a run (the harness's only source of data): :func:`escnn_tensor.data.load_splits` (built-in
+    tasks, spec paths, tasks from arrays; ``options``: ``rollout_steps``, ``lazy``)."""
+    from ..data.splits import load_splits as load
+
+    return load(task, n_train, n_val, n_test, size, seed, cache_dir, **options)
 
 
 def fetch(split, idx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -28,7 +28,7 @@ from .fields import Field, escnn_to_grid_layout, grid_to_escnn_layout
 from .file_task import FileTask, from_arrays
 from .grids import grid_symmetry
 from .readers.spec import read_spec
-from .splits import LazySplit, Splits, TensorSplit, Trajectories, load_splits
+from .splits import LazySplit, Splits, TensorSplit, Trajectories, has_trajectories, load_splits
 from .tasks import (
     TASKS,
     BoussinesqFluxTask,
@@ -72,6 +72,7 @@ __all__ = [
     "from_arrays",
     "read_spec",
     "load_splits",
+    "has_trajectories",
     "Splits",
     "TensorSplit",
     "LazySplit",

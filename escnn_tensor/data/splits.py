@@ -34,7 +34,7 @@ from .errors import DataError
 from .file_task import FileTask
 from .grids import symmetry_gspace
 
-__all__ = ["Splits", "TensorSplit", "LazySplit", "Trajectories", "load_splits", "IN_MEMORY_BYTES"]
+__all__ = ["Splits", "TensorSplit", "LazySplit", "Trajectories", "load_splits", "has_trajectories", "IN_MEMORY_BYTES"]
 
 IN_MEMORY_BYTES = 2**30
 """Splits of file tasks up to this size (all three, float64) are read into memory; larger ones lazily."""
@@ -175,6 +175,18 @@ class Splits:
             probe = self.test[0] if isinstance(self.test, TensorSplit) else None
             if probe is not None:
                 self.grid = tuple(probe.shape[2:])[::-1]
+
+
+def has_trajectories(task) -> bool:
+    """Whether ``task`` (anything :func:`~escnn_tensor.data.get_task` takes) has test trajectories to roll out: a
+    file time series (inputs and targets the same fields, ``time_offset >= 1``), or a built-in task mapping fields
+    to the same fields with an exact :meth:`~escnn_tensor.data.Task.solve` (``navier-stokes``)."""
+    from .tasks import Task, get_task
+
+    t = get_task(task)
+    if isinstance(t, FileTask):
+        return t.is_time_series
+    return t.in_fields == t.out_fields and type(t).solve is not Task.solve
 
 
 def _check_count(value, name: str, allow_none: bool = True) -> Optional[int]:

@@ -251,7 +251,7 @@ def test_learning_rate_chosen_on_validation(tmp_path, data_dir):
     "argv, message",
     [
         (["--seeds", "x"], "--seeds takes a count"),
-        (["--task", "weather"], "invalid choice"),
+        (["--task", "weather"], "unknown task"),
         (["--model-option", "num_downsamples=2", "--model", "resnet"], "none of the models"),
         (["--model-option", "oops"], "key=value"),
         (["--epochs", "0"], "positive int"),
