@@ -26,6 +26,12 @@ Rows (all timed interleaved, repetition by repetition, medians; the ratios are p
                                          line is written to
                                          --ginjax-save FILE; --ginjax-result FILE reuses such a line instead of
                                          running ginjax again (the ratio then mixes two runs: say so).
+With ``--small``: the small-model comparison of docs/speed_layers.md instead (issue 22's acceptance case): ResNet
+with ``--blocks`` blocks (default 2) at ``--size`` (use 16), ``--batch`` 8, geometric width ``--width`` (use 4: 28
+hidden channels) against the plain family at equal hidden channels and at equal parameters, eager and (with
+``--compile``) under ``torch.compile(fullgraph=True)``; ``--clock cpu`` times each call by the thread's CPU time
+(``time.thread_time``, 1 thread only) instead of wall time, which on a shared machine leaves out the time the process
+waits for a core.
 With ``--breakdown``: the share of the geometric ResNet steps taken by each kind of layer (each timed alone at the
 hidden shape, times its count); with ``--profile``: torch.profiler tables of the geometric and plain steps.
 """
@@ -139,6 +145,58 @@ def breakdown(model, step, x, reps):
     return labels, times[1:], times[0]
 
 
+def run_small(args):
+    """The small-model rows (see the module docstring, ``--small``): geometric vs plain at equal channels and equal
+    parameters, eager and compiled, interleaved; ratios to the plain rows printed side by side."""
+    gs = et.hyperoctahedral_gspace(2)
+    in_type, out_type = et.tensor_type(gs, [(0, 1, 1)]), et.tensor_type(gs, [(1, 1, 1)])
+    channels = 7 * args.width
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        geo = ResNet(in_type, out_type, "geometric", width=args.width, norm="batch", num_blocks=args.blocks)
+        plain_c = ResNet(in_type, out_type, "plain", level=channels, norm="batch", num_blocks=args.blocks)
+        plain_p = ResNet(in_type, out_type, "plain", params=count_parameters(geo), norm="batch",
+                         num_blocks=args.blocks)
+    rows = [("geometric (gated, batch norm)", geo), ("plain, equal channels", plain_c),
+            ("plain, equal parameters", plain_p)]
+    x = torch.randn(args.batch, in_type.size, args.size, args.size)
+    y = torch.randn(args.batch, out_type.size, args.size, args.size)
+    steps = [make_step(m.train(), x, y) for _, m in rows]
+    labels = [label for label, _ in rows]
+    if args.compile:
+        import copy
+        import time
+
+        for label, m in rows[:2]:
+            mc = copy.deepcopy(m).train()
+            compiled = torch.compile(mc, fullgraph=True)
+            opt = torch.optim.Adam(mc.parameters(), lr=1e-3)
+            gx = enn.GeometricTensor(x, mc.in_type)
+
+            def step(compiled=compiled, opt=opt, gx=gx):
+                opt.zero_grad(set_to_none=True)
+                torch.nn.functional.mse_loss(compiled(gx).tensor, y).backward()
+                opt.step()
+
+            t0 = time.perf_counter()
+            step()
+            print(f"(compiled {label}: compile + first step {time.perf_counter() - t0:.0f} s)", flush=True)
+            steps.append(step)
+            labels.append(label + ", compiled")
+    t = time_interleaved(steps, args.reps, warmup=2)
+    clock = "thread CPU time" if args.clock == "cpu" else "wall time"
+    print(f"ResNet, {args.blocks} blocks, {args.size}x{args.size}, batch {args.batch}, 1 thread; median ms per training "
+          f"step ({clock}) of {args.reps} interleaved repetitions")
+    print(f"geometric hidden: {geo.hidden} ({channels} channels); plain equal channels: {plain_c.hidden}; "
+          f"plain equal parameters: {plain_p.hidden}")
+    print(f"{'row':44s} | {'params':>7s} {'ms/step':>8s} | {'geo / row':>9s}")
+    models = [m for _, m in rows] + [m for _, m in rows[:2]][: len(steps) - 3]
+    for label, m, ti in zip(labels, models, t):
+        ref = t[3] if "compiled" in label else t[0]
+        print(f"{label:44s} | {count_parameters(m):7d} {1e3 * ti:8.2f} | {ref / ti:9.2f}", flush=True)
+
+
 def run(args):
     archs = ([] if args.no_resnet else [("ResNet", ResNet)]) + ([("UNet", UNet)] if args.unet else [])
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, reps={args.reps}, 2D {args.size}x{args.size},"
@@ -215,6 +273,16 @@ if __name__ == "__main__":
     ap.add_argument("--unet-width", type=int, default=2, help="UNet width at the finest level (default 2)")
     ap.add_argument("--profile", action="store_true", help="torch.profiler tables of the geometric and plain steps")
     ap.add_argument("--breakdown", action="store_true", help="share of the geometric ResNet steps per layer kind")
+    ap.add_argument("--small", action="store_true", help="the small-model comparison (equal channels and parameters)")
+    ap.add_argument("--blocks", type=int, default=2, help="ResNet blocks with --small (default 2)")
+    ap.add_argument("--compile", action="store_true", help="with --small: also torch.compile(fullgraph=True) rows")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="time by wall clock (default) or by the thread's CPU time (1 thread only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    run(args)
+    if args.clock == "cpu":
+        if args.threads != 1:
+            ap.error("--clock cpu needs --threads 1 (the CPU time of the calling thread only)")
+        import _timing
+        _timing.CLOCK = __import__("time").thread_time
+    run_small(args) if args.small else run(args)

@@ -12,7 +12,8 @@ channels and the orthonormal basis of every field's invariant subspace, and offe
   the projection of a per-channel vector onto the invariant subspace of every field (basis
   :func:`escnn_tensor.nn._fields.bias_basis`), and back.
 
-Each is one ``index_add`` / ``index_select`` over all fields at once: no loop over fields or types in forward.
+Each is one matrix product (on vectors of statistics) or one ``index_add`` / ``index_select`` over all fields at
+once: no loop over fields or types in forward.
 """
 from __future__ import annotations
 
@@ -72,11 +73,22 @@ class FieldMapsModule(TensorFieldModule):
         self._add_exact_buffer("_pair_value", as_tensor(pv, np.float64))
         self._add_exact_buffer("_field_dim", torch.from_numpy(dims.astype(np.float64)))
         self._add_exact_buffer("_field_n_invariant", torch.from_numpy(n_inv.astype(np.float64)))
+        # the same maps as dense matrices, for vectors of statistics (one matmul instead of 4 indexing operations,
+        # deterministic on every device): invariant coefficients (n_coefficients, C) and field membership (F, C)
+        coeff = np.zeros((self.n_coefficients, self.n_channels))
+        if pc:
+            np.add.at(coeff, (np.concatenate(pc), np.concatenate(pch)), np.concatenate(pv))
+        member = np.zeros((self.n_fields, self.n_channels))
+        member[np.repeat(np.arange(self.n_fields), dims), np.arange(self.n_channels)] = 1.0
+        self._add_exact_buffer("_coeff_matrix", torch.from_numpy(coeff))
+        self._add_exact_buffer("_field_matrix", torch.from_numpy(member))
 
     def _field_sum(self, v: torch.Tensor, dim: int = 1) -> torch.Tensor:
         """Sum of the ``C`` channels of every field along ``dim``: ``(.., C, ..) -> (.., F, ..)``."""
         if self._scalar_only:
             return v
+        if v.dim() == 1:  # a vector of statistics: one matrix-vector product
+            return torch.mv(self._field_matrix, v)
         shape = list(v.shape)
         shape[dim] = self.n_fields
         return v.new_zeros(shape).index_add_(dim, self._field_of_channel, v)
@@ -87,13 +99,11 @@ class FieldMapsModule(TensorFieldModule):
 
     def _invariant_coefficients(self, v: torch.Tensor) -> torch.Tensor:
         """Coordinates of the invariant projection of each field: ``(.., C) -> (.., n_coefficients)``."""
-        terms = v.index_select(-1, self._pair_channel) * self._pair_value
-        return v.new_zeros(v.shape[:-1] + (self.n_coefficients,)).index_add_(-1, self._pair_coefficient, terms)
+        return v @ self._coeff_matrix.T
 
     def _invariant_vector(self, c: torch.Tensor) -> torch.Tensor:
         """The per-channel vector with invariant coordinates ``c``: ``(.., n_coefficients) -> (.., C)``."""
-        terms = c.index_select(-1, self._pair_coefficient) * self._pair_value
-        return c.new_zeros(c.shape[:-1] + (self.n_channels,)).index_add_(-1, self._pair_channel, terms)
+        return c @ self._coeff_matrix
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -112,14 +112,15 @@ def test_float32_equivariant_and_close_to_float64(name):
     torch.testing.assert_close(layer(x32).tensor.double(), y64, rtol=1e-4, atol=1e-4 * y64.abs().max().item())
 
 
-def test_double_after_float_round_trip_is_exact():
+@pytest.mark.parametrize("name", ["tensor_product", "gated"])
+def test_double_after_float_round_trip_is_exact(name):
     """float64 -> float32 -> float64 gives the float64 bases back bit for bit (re-rounded from float64 originals).
 
-    Only TensorProductNonLinearity holds floating buffers (its bases); the other layers hold parameters only."""
-    name = "tensor_product"
+    TensorProductNonLinearity (its bases) and GatedNonLinearity (its mean-square matrix) hold floating buffers; the
+    other layers hold parameters only."""
     layer, ft = make(name, 2)
     assert any(b.is_floating_point() for b in layer.buffers())
-    for other in ("pointwise", "gated", "vector_neuron"):
+    for other in ("pointwise", "vector_neuron"):
         assert not any(b.is_floating_point() for b in make(other, 2)[0].buffers())
     layer = layer.double()
     x = inp(ft, seed=6)
