@@ -88,7 +88,7 @@ def check_config(config: CompareConfig) -> None:
         raise ValueError(f"model_options for models not in the run: {unknown} (models: {list(config.models)})")
     if not config.tasks:
         raise ValueError("tasks must name at least one task")
-    families = list(dict.fromkeys(f for f, _ in variants(config.families, config.augment)))
+    families = list(dict.fromkeys(f for f, _, _ in row_variants(config.families, config.augment, config.average)))
     for model, opts in config.model_options.items():  # each family gets only the options it uses (options_for) ...
         used = set().union(*(MODELS[model].options_for(f, opts) for f in families))
         unused = sorted(set(opts) - used)
@@ -109,8 +109,7 @@ def check_config(config: CompareConfig) -> None:
         gs = t.gspace if isinstance(t, FileTask) else hyperoctahedral_gspace(t.d)
         rolls = rolls or has_trajectories(t)
         for model in config.models:
-            for family in dict.fromkeys(f for f, _, _ in row_variants(config.families, config.augment,
-                                                                      config.average)):
+            for family in families:
                 with torch.random.fork_rng(devices=[]):
                     options = MODELS[model].options_for(family, config.model_options.get(model, {}))
                     MODELS[model](t.in_type(gs), t.out_type(gs), family, params=config.params, _counting=True,

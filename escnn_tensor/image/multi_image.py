@@ -37,19 +37,17 @@ SignatureLike = Union[Sequence[Tuple[Key, int]], Mapping]
 
 def _signature_dict(signature: SignatureLike, name: str = "signature") -> dict:
     """``{(k, parity): channels}`` from a signature tuple ``(((k, parity), c), ...)`` or a mapping."""
-    items = signature.items() if isinstance(signature, Mapping) else signature
-    out = {}
     try:
-        for key, c in items:
-            if not is_integer(c) or c < 0:
-                raise ValueError(f"{name}: channel count of {key!r} must be an integer >= 0, got {c!r}")
-            out[_check_key(tuple(key))] = int(c)
-    except (TypeError, ValueError) as e:
-        if isinstance(e, ValueError) and name in str(e):
-            raise
+        pairs = [(key, c) for key, c in (signature.items() if isinstance(signature, Mapping) else signature)]
+    except (TypeError, ValueError):
         raise ValueError(
             f"{name} must be (((k, parity), channels), ...) or {{(k, parity): channels}}, got {signature!r}"
         ) from None
+    out = {}
+    for key, c in pairs:
+        if not is_integer(c) or c < 0:
+            raise ValueError(f"{name}: channel count of {key!r} must be an integer >= 0, got {c!r}")
+        out[_check_key(key)] = int(c)
     return out
 
 
