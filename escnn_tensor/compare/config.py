@@ -61,7 +61,7 @@ def check_config(config: CompareConfig) -> None:
     from ..data import FileTask, get_task, has_trajectories
     from ..groups import hyperoctahedral_gspace
     from ..models import FAMILIES, MODELS
-    from .plan import row_variants, variants
+    from .plan import row_variants
     from .predictor import DTYPES
 
     for name, values, accepted in (("models", config.models, MODELS), ("families", config.families, FAMILIES)):
