@@ -52,3 +52,14 @@ def test_bad_spec_is_one_line_and_writes_nothing(tmp_path):
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "vorticity" in lines[0] and "d.h5" in lines[0], run.stderr
     assert "Traceback" not in run.stderr and not out.exists()
+
+
+def test_navier_stokes_rollout_from_the_command_line(tmp_path):
+    out = tmp_path / "out"
+    assert main(TINY + ["--task", "navier-stokes", "--task", "gravity", "--size", "8", "--rollout", "2",
+                        "--samples", "4", "--val-samples", "2", "--test-samples", "2", "--data-dir",
+                        str(tmp_path / "cache"), "--no-progress", "--out", str(out)]) == 0
+    rows = {r["task"]: r for r in json.loads((out / "results.json").read_text())}
+    errors = rows["navier-stokes"]["rollout_errors"]
+    assert len(errors) == 2 and all(math.isfinite(e) and e > 0 for e in errors)
+    assert rows["gravity"]["rollout_errors"] is None  # not a time series: no trajectories

@@ -273,3 +273,54 @@ def test_unknown_format_or_key(tmp_path, text, words):
     with pytest.raises(DataError) as e:
         read_spec(spec)
     _one_line(e.value, "npz.toml", *words)
+
+
+def test_static_fields_are_broadcast(tmp_path):
+    """A field that varies neither between trajectories nor over time (e.g. a coefficient map) is read for every
+    sample; one that varies between trajectories only, for every time step."""
+    import h5py
+
+    fields = density_fields((6, 4), n_traj=4, n_time=3)
+    data = tmp_path / "static.h5"
+    write_the_well(data, fields)
+    rng = np.random.default_rng(5)
+    coef, per_traj = rng.normal(size=(6, 4)), rng.normal(size=(4, 6, 4, 2))
+    with h5py.File(data, "a") as f:
+        ds = f["t0_fields"].create_dataset("coef", data=coef)
+        ds.attrs["sample_varying"], ds.attrs["time_varying"] = False, False
+        ds = f["t1_fields"].create_dataset("wind", data=per_traj)
+        ds.attrs["sample_varying"], ds.attrs["time_varying"] = True, False
+        f["t0_fields"].attrs["field_names"] = ["density", "coef"]
+        f["t1_fields"].attrs["field_names"] = ["gradient", "wind"]
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "s"\nformat = "the_well"\npath = "static.h5"\ninputs = ["density", "coef", "wind"]\n'
+                    'targets = ["gradient"]\n')
+    task = read_spec(spec)
+    assert task.source.fields["coef"].time_varying is False and task.source.fields["wind"].sample_varying
+    x, _ = task.read([3, 1], [2, 0])
+    for i, n in enumerate((3, 1)):
+        torch.testing.assert_close(x[i, 1:2], expected_escnn(coef[..., None], 2, 0), rtol=0, atol=0)
+        torch.testing.assert_close(x[i, 2:4], expected_escnn(per_traj[n], 2, 1), rtol=0, atol=0)
+
+
+def test_netcdf_dimension_names_are_configurable(tmp_path):
+    fields = density_fields((5, 7), n_traj=3, n_time=2, seed=2)
+    write_netcdf(tmp_path / "ocean.nc", fields, dim_names=("xu_ocean", "yu_ocean"))
+    import xarray as xr
+
+    ds = xr.open_dataset(tmp_path / "ocean.nc").load().rename({"trajectory": "member"})
+    ds.to_netcdf(tmp_path / "ocean2.nc", engine="h5netcdf")
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "o"\nformat = "netcdf"\npath = "ocean2.nc"\ninputs = ["density"]\n'
+                    'targets = ["gradient"]\ntime_offset = 1\nperiodic = false\n'
+                    '[fields.gradient]\ncomponents = ["gradient_x", "gradient_y"]\n'
+                    '[netcdf]\ndims = { x = "xu_ocean", y = "yu_ocean" }\n')
+    task = read_spec(spec)
+    assert task.grid == (5, 7) and task.padding_mode == "zeros" and task.source.n_trajectories == 3
+    x, y = task.read([2], [0])
+    torch.testing.assert_close(x[0], expected_escnn(fields["density"][2, 0][..., None], 2, 0), rtol=0, atol=0)
+    torch.testing.assert_close(y[0], expected_escnn(fields["gradient"][2, 1], 2, 1), rtol=0, atol=0)
+    spec.write_text(spec.read_text().replace('x = "xu_ocean"', 'x = "lon"'))
+    with pytest.raises(DataError) as e:
+        read_spec(spec)
+    _one_line(e.value, "ocean2.nc", "xu_ocean")
