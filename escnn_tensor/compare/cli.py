@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -40,7 +41,7 @@ FULL: Dict[str, Any] = dict(
 
 
 def _seeds(text: str) -> List[int]:
-    """``'3'`` -> ``[0, 1, 2]``; ``'0,5,7'`` -> ``[0, 5, 7]``."""
+    """``'3'`` -> ``[0, 1, 2]``; ``'0,5,7'`` -> ``[0, 5, 7]``; a repeated seed is refused."""
     try:
         if "," in text:
             seeds = [int(s) for s in text.split(",") if s.strip()]
@@ -48,8 +49,16 @@ def _seeds(text: str) -> List[int]:
             seeds = list(range(int(text)))
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds takes a count (e.g. 3) or a comma list (e.g. 0,5,7), got {text!r}")
+    if "," not in text and not seeds:
+        what = "asks for no seeds" if int(text) == 0 else "is a negative count"
+        raise argparse.ArgumentTypeError(f"--seeds {text} {what}: give a count >= 1 (seeds 0..n-1) or a comma list "
+                                         f"of seeds >= 0 (seed 0 alone: --seeds 1 or --seeds 0,)")
     if not seeds or any(s < 0 for s in seeds):
-        raise argparse.ArgumentTypeError(f"--seeds needs at least one seed >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"--seeds takes a count >= 1 or a comma list of seeds >= 0, got {text!r}")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"--seeds {text} repeats seed(s) {repeated}: a seed trains the same job "
+                                         f"twice; give each seed once")
     return seeds
 
 
@@ -86,11 +95,26 @@ def _positive(kind):
             v = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        if not (v > 0 and math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"expected a finite positive {kind.__name__}, got {text!r}")
         return v
 
     return parse
+
+
+def _device(text: str) -> str:
+    from .runtime import DEVICE_PATTERN
+
+    if not DEVICE_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(f"--device takes auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (``prog: error: message``, exit status 2), without the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (--help lists the options)\n")
 
 
 def _describe(name: str, prof: Dict[str, Any]) -> str:
@@ -109,7 +133,7 @@ def _describe(name: str, prof: Dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from ..data import TASKS
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m escnn_tensor.compare",
         description="Geometric vs steerable vs plain CNNs on tensor-field tasks, at equal parameter counts.",
         epilog="Options given override the profile. " + _describe("--quick", QUICK) + " " + _describe("Default", FULL)
@@ -153,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollout", type=_positive(int), metavar="T",
                    help="roll every model of a time-series task out for T steps on the test trajectories; "
                         "rollout_errors in results.json (one relative error per step)")
+    p.add_argument("--device", type=_device, default="auto", metavar="{auto,cpu,cuda,cuda:N}",
+                   help="where to train and evaluate (default auto: CUDA when available, else the CPU)")
+    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off",
+                   help="mixed precision of the training step (autocast on the device; fp16 with a gradient scaler); "
+                        "evaluation stays in the model's dtype (default off)")
+    p.add_argument("--compile", action="store_true", help="train through torch.compile(model, fullgraph=True)")
     p.add_argument("--shard", type=_shard, metavar="i/N",
                    help="run shard i of N of the rows (deterministic by row id; merge the shards' --out "
                         "directories with the merge subcommand)")
@@ -180,7 +210,7 @@ def _shard(text: str) -> str:
 
 
 def build_merge_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m escnn_tensor.compare merge",
         description="Merge the output directories of the shards of one sweep (runs with --shard i/N) into one: "
                     "results.json, results.md and the figures, as the unsplit run writes them.",
@@ -201,6 +231,9 @@ def parse_args(argv: Optional[List[str]] = None) -> CompareConfig:
     models = pick(a.model, "models")
     options: Dict[str, Dict[str, Any]] = {m: dict(prof["model_options"].get(m, {})) for m in models}
     for model, key, value in a.model_option:
+        if model is not None and model not in models:
+            parser.error(f"--model-option {model}.{key}: model {model} is not in this run (models: "
+                         f"{', '.join(dict.fromkeys(models))}); add --model {model} or drop the option")
         targets = [model] if model else models
         accepting = [m for m in targets if key in _accepted_options(m)]
         if not accepting:
@@ -233,6 +266,9 @@ def parse_args(argv: Optional[List[str]] = None) -> CompareConfig:
         threads=a.threads,
         shard=a.shard,
         rollout=a.rollout,
+        device=a.device,
+        amp=a.amp,
+        compile=a.compile,
     )
 
 
@@ -265,10 +301,12 @@ def _merge_main(argv: List[str]) -> int:
 
     parser = build_merge_parser()
     a = parser.parse_args(argv)
+    from .._io import DirectoryLockedError
+
     try:
         rows = merge(a.dirs, a.out, figures=not a.no_figures, partial=a.partial)
-    except ValueError as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    except (ValueError, DirectoryLockedError) as e:
+        parser.exit(2, f"{parser.prog}: error: {' '.join(str(e).split())}\n")
     if rows:
         print(open(f"{a.out}/results.md").read())
     print(f"{len(rows)} rows merged from {len(a.dirs)} directories; results: {a.out}/results.json, {a.out}/results.md")
@@ -277,17 +315,30 @@ def _merge_main(argv: List[str]) -> int:
 
 def _run_main(argv: List[str]) -> int:
     from ..data import DataError
+    from .._io import DirectoryLockedError
+    from .config import ConfigError
 
     config = parse_args(argv)
+    prog = "python -m escnn_tensor.compare"
     t0 = time.perf_counter()
     try:
         rows = run_comparison(config)
     except DataError as e:  # a bad spec or data file: one line, exit 2 (read before anything is written)
         build_parser().exit(2, f"python -m escnn_tensor.compare: error: {e}\n")
+    except (ConfigError, DirectoryLockedError) as e:
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with --resume (the same command with --resume --out {config.out})",
+              file=sys.stderr)
+        return 130
+    if not rows:
+        print(f"no rows in this shard ({config.shard}); nothing to report")
+        return 0
     out = config.out
     print((open(f"{out}/results.md").read()))
     print(f"{len(rows)} rows in {time.perf_counter() - t0:.0f} s; results: {out}/results.json, {out}/results.md; "
-          f"figures: {out}/errors.png, {out}/samples_<task>.png")
+          f"figures: {out}/*.png")
     return 0
 
 

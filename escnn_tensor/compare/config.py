@@ -9,7 +9,12 @@ import torch
 
 from ..groups import is_integer
 
-__all__ = ["CompareConfig", "check_config", "config_from_dict", "train_sizes"]
+__all__ = ["CompareConfig", "check_config", "config_from_dict", "ConfigError", "train_sizes"]
+
+
+class ConfigError(ValueError):
+    """A configuration refused before anything is trained (its message is one line; the command line prints it and
+    exits with status 2)."""
 
 
 @dataclasses.dataclass
@@ -47,6 +52,12 @@ class CompareConfig:
     average: bool = False
     #: ``T``: roll every model of a time-series task out for T steps on the test trajectories (``rollout_errors``)
     rollout: Optional[int] = None
+    #: ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'``, ``'cuda:N'``
+    device: str = "auto"
+    #: mixed precision of the training step: ``'off'``, ``'bf16'``, ``'fp16'`` (with a gradient scaler)
+    amp: str = "off"
+    #: train through ``torch.compile(model, fullgraph=True)``: ``True`` (inductor) or a backend's name
+    compile: Any = False
 
 
 
@@ -81,6 +92,11 @@ def check_config(config: CompareConfig) -> None:
         raise TypeError(f"average must be True or False, got {config.average!r}")
     if config.dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {list(DTYPES)}, got {config.dtype!r}")
+    from .runtime import AMP_MODES, resolve_device
+
+    resolve_device(config.device)  # a malformed device, or CUDA on a machine without it: refused here
+    if config.amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {list(AMP_MODES)}, got {config.amp!r}")
     if config.task_size not in ("default", "quick"):
         raise ValueError(f"task_size must be 'default' or 'quick', got {config.task_size!r}")
     unknown = sorted(set(config.model_options) - set(config.models))

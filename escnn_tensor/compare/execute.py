@@ -18,12 +18,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from .. import _io
 from ..models import count_parameters
 from ..representations import field_signature
-from .distributed import SINGLE, Distributed
 from .metrics import evaluate, predict
 from .plan import JobSpec, RowSpec, label
 from .predictor import Predictor, build_predictor
+from .runtime import Runtime
 from .select import choose
 from .splits import fetch
 from .trainer import Trainer
@@ -36,44 +37,14 @@ class TrainingInterrupted(RuntimeError):
     """Raised by :func:`train_job` when its ``interrupt_after`` hook fires (after that epoch's checkpoint)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Runtime:
-    """Where and how jobs run (not part of a job's id: a job gives the same numbers, up to round-off, anywhere).
-
-    ``device``: a torch device; ``amp``: ``'off'``, ``'bf16'``, ``'fp16'``; ``compile``: ``torch.compile``;
-    ``dist``: the processes."""
-
-    device: torch.device = torch.device("cpu")
-    amp: str = "off"
-    compile: bool = False
-    dist: Distributed = SINGLE
-
-    def describe(self) -> Dict[str, Any]:
-        """The keys every result row carries about its runtime."""
-        return {"device": str(self.device), "world_size": self.dist.world_size, "amp": self.amp,
-                "compile": bool(self.compile)}
-
-
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same directory, then rename over ``path`` (atomic on POSIX)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` atomically (``escnn_tensor._io.save_torch``: temporary file, fsync, rename)."""
+    _io.save_torch(obj, path)
 
 
 def write_json(obj: Any, path: Path) -> None:
-    """``obj`` as indented JSON, written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
-
-
-def _load_checkpoint(path: Path, device: torch.device):
-    return torch.load(path, map_location=device, weights_only=False)
+    """``obj`` as indented JSON, written atomically (``escnn_tensor._io.write_json``)."""
+    _io.write_json(obj, path, indent=1, default=str)
 
 
 def train_job(
@@ -84,6 +55,7 @@ def train_job(
     progress: Optional[Callable] = None,
     interrupt_after: Optional[int] = None,
     runtime: Runtime = Runtime(),
+    log: Callable[[str], None] = print,
 ) -> Tuple[Predictor, Dict[str, Any]]:
     """Train the job ``spec`` (or continue it from ``checkpoint`` with ``resume``); returns the predictor holding
     the parameters of its best validation epoch, and a summary (``val_error``, ``best_epoch``, ``history``,
@@ -93,6 +65,10 @@ def train_job(
     (atomically, by the writing process) after every epoch. ``progress``: a tqdm-like factory or ``None``.
     ``interrupt_after``: testing hook: raise :class:`TrainingInterrupted` right after epoch ``interrupt_after`` is
     saved (if the job passes through that epoch in this call and has more to go), as a kill would stop it.
+
+    Checkpoints carry a SHA-256 (``escnn_tensor._io.save_checkpoint``); on ``resume`` a corrupt, truncated or empty
+    one is reported by ``log`` in one line naming the file, and the job restarts from scratch. ``log`` also says
+    from which epoch a job continues.
     """
     predictor = build_predictor(spec, splits).to(runtime.device)
     params = [p for p in predictor.parameters() if p.requires_grad]
@@ -103,20 +79,28 @@ def train_job(
                       augment=spec.augment, device=runtime.device, amp=runtime.amp, compile=runtime.compile,
                       dist=runtime.dist, progress=progress, desc=spec.job_id[: spec.job_id.rindex("-")])
     if resume and Path(checkpoint).exists():
-        ck = _load_checkpoint(Path(checkpoint), runtime.device)
-        if ck.get("spec") != spec.to_dict():
-            raise ValueError(f"checkpoint {checkpoint} belongs to another job ({ck.get('spec')}); not resuming it")
-        trainer.load_state_dict(ck)
+        try:
+            ck = _io.load_checkpoint(checkpoint, map_location=runtime.device)
+        except _io.CorruptCheckpointError as e:
+            log(f"{e}; job {spec.job_id} restarts from scratch")
+            ck = None
+        if ck is not None:
+            if not isinstance(ck, dict) or ck.get("spec") != spec.to_dict():
+                other = ck.get("spec") if isinstance(ck, dict) else type(ck).__name__
+                raise ValueError(f"checkpoint {checkpoint} belongs to another job ({other}); not resuming it")
+            trainer.load_state_dict(ck)
+            done = "finished" if trainer.epoch >= spec.epochs else "continues"
+            log(f"[resume] {spec.job_id}: {done} from its checkpoint at epoch {trainer.epoch} of {spec.epochs}")
 
     def on_epoch_end(t: Trainer) -> None:
         if runtime.dist.is_writer:
-            save_atomic({"spec": spec.to_dict(), **t.state_dict()}, checkpoint)
+            _io.save_checkpoint({"spec": spec.to_dict(), **t.state_dict()}, checkpoint)
         if interrupt_after is not None and t.epoch == interrupt_after < spec.epochs:
             raise TrainingInterrupted(f"{spec.job_id}: interrupted after epoch {t.epoch} (testing hook)")
 
-    trainer.fit(splits.train, splits.val, spec.epochs, on_epoch_end)
-    if trainer.best is None:
+    if spec.epochs < 1:
         raise ValueError(f"job {spec.job_id} has epochs={spec.epochs}; it needs at least one epoch")
+    trainer.fit(splits.train, splits.val, spec.epochs, on_epoch_end)
     trainer.load_best()
     summary = {
         "val_error": trainer.best["val_error"],
@@ -149,6 +133,7 @@ def run_row(
     interrupt_after: Optional[int] = None,
     runtime: Runtime = Runtime(),
     rollout: Optional[int] = None,
+    log: Callable[[str], None] = print,
 ) -> Dict[str, Any]:
     """Train every job of ``row``, keep the best on validation, test it once; write ``DIR/jobs/<row id>.json`` (the
     row of results.json, each job's summary and history) and the prediction of the first test sample; return the
@@ -161,7 +146,7 @@ def run_row(
     for spec in row.jobs:
         ckpt = out / "checkpoints" / f"{spec.job_id}.pt"
         predictor, summary = train_job(spec, splits, ckpt, resume=resume, progress=progress,
-                                       interrupt_after=interrupt_after, runtime=runtime)
+                                       interrupt_after=interrupt_after, runtime=runtime, log=log)
         trained.append((spec, predictor, summary))
     best = choose([s for _, _, s in trained])
     spec, predictor, summary = trained[best]
@@ -175,7 +160,9 @@ def run_row(
         "epochs": s.epochs, "best_epoch": summary["best_epoch"], "val_error": summary["val_error"], **metrics,
         "seconds_per_epoch": summary["seconds_per_epoch"], "size": s.size, "n_train": s.n_train, "n_val": s.n_val,
         "n_test": s.n_test, "dtype": s.dtype, "job": spec.job_id, "group": splits.group, **runtime.describe(),
-        "average": s.average, "diverged": not all(math.isfinite(metrics[k]) for k in ("test_error", "rotated_test_error")),
+        "average": s.average,
+        "diverged": not all(math.isfinite(v) for v in (summary["val_error"], metrics["test_error"],
+                                                      metrics["rotated_test_error"])),
         "rollout_errors": None,
     }
     if rollout is not None:

@@ -212,8 +212,10 @@ def _k_name(k: int, p: int) -> str:
 
 
 def _load(path: Path) -> Optional[Dict[str, Any]]:
+    from .._io import load_checkpoint  # plain torch files and checksummed checkpoints alike
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return load_checkpoint(path, map_location="cpu")
     except (OSError, RuntimeError, EOFError, ValueError):
         return None
 

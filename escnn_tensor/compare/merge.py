@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from .. import _io
+from .._io import lock_directory
 from .config import CompareConfig, config_from_dict
 from .execute import read_row, row_path, write_json
 from .plan import RowSpec, plan
@@ -79,8 +80,12 @@ def merge(dirs: Sequence[str], out: str, figures: bool = True, partial: bool = F
         if diff:
             raise ValueError(f"merge: {d} ran another sweep than {dirs[0]} (they differ in {', '.join(diff)})")
     config = dataclasses.replace(configs[0], out=str(out), resume=False, shard=None)
+    with lock_directory(out):  # no run or other merge writes into it meanwhile
+        return _merge(dirs, config, Path(out), figures, partial, log)
+
+
+def _merge(dirs, config, out_path: Path, figures: bool, partial: bool, log) -> List[Dict[str, Any]]:
     rows_plan = plan(config)
-    out_path = Path(out)
     (out_path / "jobs").mkdir(parents=True, exist_ok=True)
     (out_path / "predictions").mkdir(parents=True, exist_ok=True)
     for r in rows_plan:
@@ -92,8 +97,8 @@ def merge(dirs: Sequence[str], out: str, figures: bool = True, partial: bool = F
                     job = read_row(source)
                     pred = Path(d) / "predictions" / f"{job['row']['job']}.pt"
                     if pred.exists():
-                        shutil.copyfile(pred, out_path / "predictions" / pred.name)
-                    shutil.copyfile(source, target)
+                        _io.write_bytes(out_path / "predictions" / pred.name, pred.read_bytes())
+                    _io.write_bytes(target, source.read_bytes())
                 break
     rows, seconds, missing = collect(out_path, rows_plan)
     if missing:

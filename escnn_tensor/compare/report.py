@@ -21,18 +21,31 @@ ROLLOUT_STEPS = (1, 5, 10, 20)
 _METRICS = ("test_error", "rotated_test_error", "equivariance_error", "seconds_per_epoch")
 
 
+def _diverged(row: Dict[str, Any]) -> bool:
+    """The row's ``diverged`` flag (rows written before it existed: a non-finite test error)."""
+    if "diverged" in row:
+        return bool(row["diverged"])
+    return not all(math.isfinite(float(row[k])) for k in ("test_error", "rotated_test_error"))
+
+
 def aggregate(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """One entry per (task, model, label, n_train) in order of appearance: ``n`` seeds, ``n_train``, and ``mean`` /
-    ``std`` (sample standard deviation; 0 for one seed) of every metric and of the parameter count."""
+    """One entry per (task, model, label, n_train) in order of appearance: ``n`` seeds, ``n_train``, ``diverged``
+    (how many of them diverged: a non-finite error), and ``mean`` / ``std`` (sample standard deviation; 0 for one
+    seed) of every metric and of the parameter count over the seeds that did not diverge (``nan`` when all did)."""
     groups: "OrderedDict[Tuple, List[Dict]]" = OrderedDict()
     for r in rows:
         groups.setdefault((r["task"], r["model"], r["label"], r.get("n_train")), []).append(r)
     out = []
     for (task, model, lab, n_train), rs in groups.items():
-        entry = {"task": task, "model": model, "label": lab, "n_train": n_train, "n": len(rs)}
+        ok = [r for r in rs if not _diverged(r)]
+        entry = {"task": task, "model": model, "label": lab, "n_train": n_train, "n": len(rs),
+                 "diverged": len(rs) - len(ok)}
         for key in _METRICS + ("params",):
-            v = np.array([float(r[key]) for r in rs])
-            entry[key] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
+            v = np.array([float(r[key]) for r in (ok if key not in ("params", "seconds_per_epoch") else rs)])
+            if len(v) == 0:
+                entry[key] = (math.nan, math.nan)
+            else:
+                entry[key] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
         out.append(entry)
     return out
 
@@ -47,6 +60,15 @@ def _fmt(mean_std: Tuple[float, float], n: int, digits: int = 3) -> str:
     return f"{m:.{digits}g}" if n == 1 else f"{m:.{digits}g} ± {s:.2g}"
 
 
+def _cell(e: Dict[str, Any], key: str, digits: int = 3) -> str:
+    """A metric's cell: mean ± std over the seeds that did not diverge, and how many diverged."""
+    n_ok = e["n"] - e["diverged"]
+    if n_ok == 0:
+        return "diverged" if e["n"] == 1 else f"diverged ({e['n']} of {e['n']})"
+    text = _fmt(e[key], n_ok, digits)
+    return text if not e["diverged"] else f"{text} ({e['diverged']} of {e['n']} diverged)"
+
+
 def write_markdown(rows, path: Path, config, figures: Sequence[Path], seconds: float) -> str:
     """Write the results table to ``path`` (and return it)."""
     lines = [
@@ -59,19 +81,19 @@ def write_markdown(rows, path: Path, config, figures: Sequence[Path], seconds: f
         "",
         "Errors are relative squared errors over the whole test set, sum |pred - target|^2 / sum |target|^2; "
         "'rotated' is the worst over the group elements g of model(g x) against g target; 'equivariance' is "
-        "max_g max|f(g x) - g f(x)| / max|f(x)| on the test inputs (float64). Mean ± std over seeds.",
+        "max_g max|f(g x) - g f(x)| / max|f(x)| on the test inputs (float64). Mean ± std over seeds; a run whose "
+        "errors are not finite is marked diverged and left out of the mean.",
         "",
         "| task | model | family | params | test error | rotated test error | equivariance error | s / epoch |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     several = {t for t in {r["task"] for r in rows} if len({r.get("n_train") for r in rows if r["task"] == t}) > 1}
     for e in aggregate(rows):
-        n = e["n"]
         family = e["label"] + (f" (n_train {e['n_train']})" if e["task"] in several else "")
         lines.append(
-            f"| {e['task']} | {e['model']} | {family} | {e['params'][0]:,.0f} | {_fmt(e['test_error'], n)} | "
-            f"{_fmt(e['rotated_test_error'], n)} | {_fmt(e['equivariance_error'], n, 2)} | "
-            f"{_fmt(e['seconds_per_epoch'], n, 2)} |"
+            f"| {e['task']} | {e['model']} | {family} | {e['params'][0]:,.0f} | {_cell(e, 'test_error')} | "
+            f"{_cell(e, 'rotated_test_error')} | {_cell(e, 'equivariance_error', 2)} | "
+            f"{_fmt(e['seconds_per_epoch'], e['n'], 2)} |"
         )
     efficiency = efficiency_table(rows)
     if efficiency:

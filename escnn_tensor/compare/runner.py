@@ -32,17 +32,20 @@ fields), ``lr`` (chosen on validation) and ``lr_candidates`` (validation error o
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
-from .config import CompareConfig, check_config, train_sizes
-from .execute import Runtime, run_row, write_json
+from .._io import lock_directory
+from .config import CompareConfig, ConfigError, check_config, train_sizes
+from .execute import run_row, write_json
 from .merge import collect, write_results
 from .plan import label, parse_shard, plan, shard, variants
-from .splits import first, load_splits
+from .runtime import Runtime, make_runtime
+from .splits import first, load_splits, to_device
 
 __all__ = ["CompareConfig", "run_comparison", "check_config", "variants", "label", "ROW_FIELDS"]
 
@@ -63,22 +66,33 @@ def run_comparison(
     """Run every row of ``config`` (of its shard, with ``config.shard``), write the job files and results.json /
     results.md / figures into ``config.out``; return the rows of this run.
 
+    ``config.device``, ``config.amp``, ``config.compile`` say where and how (:mod:`~escnn_tensor.compare.runtime`);
+    under ``torchrun`` the processes train each job together and only rank 0 writes.
     ``config.threads`` (if not ``None``) sets torch's CPU threads for the run (restored afterwards).
     With ``config.resume`` finished jobs are read back from their checkpoints and unfinished ones continue from
     their last epoch; without it every job starts afresh (old checkpoints are overwritten).
+    Raises :class:`~escnn_tensor.compare.config.ConfigError` (one line) for bad settings, before anything is
+    trained, and ``escnn_tensor._io.DirectoryLockedError`` when another run holds ``config.out``.
     ``interrupt_after``: testing hook passed to :func:`~escnn_tensor.compare.execute.train_job`.
     """
+    try:
+        check_config(config)
+        runtime = make_runtime(config)
+    except (ValueError, TypeError) as e:  # bad settings: one line, before anything is trained
+        raise ConfigError(" ".join(str(e).split())) from e
     threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        return _run(config, log, interrupt_after, Runtime())
+        if not runtime.dist.is_writer:
+            return _run(config, log, interrupt_after, runtime)
+        with lock_directory(config.out):  # one run per output directory; refused in one line otherwise
+            return _run(config, log, interrupt_after, runtime)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run(config: CompareConfig, log, interrupt_after, runtime: Runtime) -> List[Dict[str, Any]]:
-    check_config(config)
     rows_plan = plan(config)
     mine = shard(rows_plan, *parse_shard(config.shard)) if config.shard else rows_plan
     out = Path(config.out)
@@ -107,7 +121,7 @@ def _run(config: CompareConfig, log, interrupt_after, runtime: Runtime) -> List[
     if config.shard:
         log(f"shard {config.shard}: {len(mine)} of {len(rows_plan)} rows")
     progress = None
-    if config.progress:
+    if config.progress and writer and sys.stderr.isatty():  # no bars in a log file
         from tqdm.auto import tqdm
 
         progress = tqdm
@@ -117,7 +131,7 @@ def _run(config: CompareConfig, log, interrupt_after, runtime: Runtime) -> List[
         s = r.spec
         if s.task not in splits:
             t0 = time.perf_counter()
-            splits = {s.task: preloaded[s.task] if s.task in preloaded else data(s.task)}
+            splits = {s.task: to_device(preloaded[s.task] if s.task in preloaded else data(s.task), runtime.device)}
             sp = splits[s.task]
             log(f"[{s.task}] data: {len(sp.train)}/{len(sp.val)}/{len(sp.test)} samples on the grid "
                 f"{'x'.join(map(str, sp.grid))}, group {sp.group} ({time.perf_counter() - t0:.1f} s)")
@@ -126,14 +140,16 @@ def _run(config: CompareConfig, log, interrupt_after, runtime: Runtime) -> List[
             data_ = dataclasses.replace(data_, train=first(data_.train, s.n_train))
         rollout = config.rollout if data_.trajectories is not None else None
         row = run_row(r, data_, out, config.params, resume=config.resume, progress=progress,
-                      interrupt_after=interrupt_after, runtime=runtime, rollout=rollout)
+                      interrupt_after=interrupt_after, runtime=runtime, rollout=rollout, log=log)
         rows.append(row)
         if writer:
             write_json(rows, out / "results.json")
         log(f"[{s.task}] {s.model:9s} {label(s.family, s.augment, s.average):10s} seed {s.seed}: params {row['params']}, "
+            f"{'DIVERGED, ' if row.get('diverged') else ''}"
             f"test {row['test_error']:.4g}, rotated {row['rotated_test_error']:.4g}, "
             f"equivariance {row['equivariance_error']:.2g}, {row['seconds_per_epoch']:.2f} s/epoch")
     if writer:
         found, seconds, _ = collect(out, mine)
-        write_results(out, found, config, seconds, figures=config.figures)
+        if found:
+            write_results(out, found, config, seconds, figures=config.figures)
     return rows

@@ -16,7 +16,8 @@ from typing import Iterator, Optional, Tuple
 import torch
 
 
-__all__ = ["TensorSplit", "Splits", "make_splits", "load_splits", "fetch", "on_device", "chunks", "first"]
+__all__ = ["TensorSplit", "Splits", "make_splits", "load_splits", "fetch", "on_device", "to_device", "chunks",
+           "first"]
 
 
 from ..data.splits import Splits, TensorSplit  # noqa: E402  (the data seam lives in escnn_tensor.data)
@@ -71,6 +72,15 @@ def on_device(split, device=None, dtype: Optional[torch.dtype] = None):
     if isinstance(split, tuple):
         return TensorSplit(*split).to(device, dtype)
     return _DeviceSplit(split, device, dtype)
+
+
+def to_device(splits: Splits, device) -> Splits:
+    """``splits`` with each split on ``device`` (:func:`on_device`: in-memory data moved once, lazy data per read)."""
+    if all(getattr(getattr(splits, k), "inputs", None) is not None and getattr(splits, k).inputs.device == torch.device(device)
+           for k in ("train", "val", "test")):
+        return splits
+    return dataclasses.replace(splits, train=on_device(splits.train, device), val=on_device(splits.val, device),
+                               test=on_device(splits.test, device))
 
 
 def chunks(n: int, size: int, rank: int = 0, world_size: int = 1) -> Iterator[torch.Tensor]:

@@ -15,7 +15,8 @@ Conventions:
 * the loss of a batch is :func:`relative_squared_loss`, :math:`\sum |p - t|^2 / \sum |t|^2` over the global
   batch (see :mod:`~escnn_tensor.compare.distributed` for the sums over processes).
 * after every epoch the validation error (:func:`~escnn_tensor.compare.metrics.split_error`) is measured; the
-  parameters of the best epoch so far are kept (so the number of epochs is chosen on validation).
+  parameters of the best epoch so far are kept (so the number of epochs is chosen on validation); a non-finite
+  validation error (a diverged epoch) is never better than a finite one.
 * :meth:`Trainer.state_dict` holds all of it (model, optimizer, scheduler, generators, the global torch RNG state,
   the history and the best epoch), so a run continued from it (:meth:`Trainer.load_state_dict`) ends with
   bit-identical parameters (float64, one thread).
@@ -23,6 +24,7 @@ Conventions:
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -88,6 +90,13 @@ def relative_squared_loss(prediction: torch.Tensor, target: torch.Tensor, dist: 
     return loss, dist.all_reduce_sum(num.detach()) / den
 
 
+def _better(value: float, best: float) -> bool:
+    """``value < best``, with a non-finite error (a diverged epoch) worse than any finite one."""
+    if not math.isfinite(value):
+        return False
+    return not math.isfinite(best) or value < best
+
+
 def _train_state(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
     """A copy of the state dict taken in train mode (escnn convolutions add buffers to it in eval mode)."""
     model.train()
@@ -108,7 +117,9 @@ class Trainer:
             default :func:`relative_squared_loss`.
         device: where the model and the data are.
         amp: ``'off'``, ``'bf16'`` or ``'fp16'`` (autocast on the device's type; fp16 with a ``GradScaler``).
-        compile: train through ``torch.compile(model, fullgraph=True)``.
+        compile: train through ``torch.compile(model, fullgraph=True)``; ``True`` for the default backend
+            (inductor), or a backend's name (e.g. ``'eager'``: the one graph is captured and checked, no code is
+            generated). Evaluation runs the model itself.
         dist: the processes (:data:`~escnn_tensor.compare.distributed.SINGLE` for one).
         progress: a tqdm-like factory, or ``None``; ``desc`` its label.
     """
@@ -137,7 +148,11 @@ class Trainer:
         self.batch_size, self.augment, self.loss = batch_size, augment, loss
         self.device, self.amp, self.dist = torch.device(device), amp, dist
         self.progress, self.desc = progress, desc
-        net = torch.compile(model, fullgraph=True) if compile else model
+        if compile:
+            backend = compile if isinstance(compile, str) else "inductor"
+            net = torch.compile(model, fullgraph=True, backend=backend)
+        else:
+            net = model
         self.net = dist.wrap(net, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
         self.batch_gen = torch.Generator().manual_seed(1_000_003 * seed + 1)
@@ -235,7 +250,7 @@ class Trainer:
             val_error = split_error(self.model, val, self.in_type, self.out_type, self.dist)
             self.history.append({"epoch": epoch + 1, "train_loss": (total / n).item(), "val_error": val_error})
             self.seconds.append(seconds)
-            if self.best is None or val_error < self.best["val_error"]:
+            if self.best is None or _better(val_error, self.best["val_error"]):
                 self.best = {"epoch": epoch + 1, "val_error": val_error, "model": _train_state(self.model)}
             self.epoch = epoch + 1
             if on_epoch_end is not None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from escnn.nn import GeometricTensor
 
+from escnn_tensor._io import load_checkpoint
 from escnn_tensor.compare import TrainingInterrupted, augment, relative_error, run_comparison
 from escnn_tensor.compare.cli import parse_args
 from escnn_tensor.compare.runner import ROW_FIELDS
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "--model", "resnet", "--model-option", "num_blocks=1", "--params", "1600", "--samples", "8", "--val-samples", "4",
     "--test-samples", "4", "--size", "8", "--batch-size", "4", "--seeds", "1", "--lr", "3e-3", "--no-progress",
+    "--device", "cpu",
 ]
 
 
@@ -85,7 +87,7 @@ def _config(out, data_dir, extra=()):
 def _final_states(out):
     states = {}
     for f in sorted((Path(out) / "checkpoints").glob("*.pt")):
-        ck = torch.load(f, weights_only=False)
+        ck = load_checkpoint(f)
         states[f.name] = (ck["epoch"], ck["model"], ck["best"]["model"], ck["optimizer"]["state"])
     return states
 
@@ -149,7 +151,7 @@ def test_resume_after_kill_is_bit_identical(tmp_path, data_dir, uninterrupted):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (out / "results.md").exists()
-    killed_in = [torch.load(f, weights_only=False)["epoch"] for f in (out / "checkpoints").glob("*.pt")]
+    killed_in = [load_checkpoint(f)["epoch"] for f in (out / "checkpoints").glob("*.pt")]
     assert killed_in and min(killed_in) < 4  # stopped mid-training
     run_comparison(parse_args(argv + ["--resume"]), log=lambda s: None)
     _assert_same_run(uninterrupted, out)
