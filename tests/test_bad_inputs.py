@@ -8,6 +8,7 @@ import pytest
 import torch
 from escnn import gspaces
 from escnn import nn as enn
+from escnn.group import change_basis, directsum
 
 import escnn_tensor as et
 from escnn_tensor import grid, plotting
@@ -41,6 +42,8 @@ GS3 = et.hyperoctahedral_gspace(3)
 T2 = et.tensor_type(GS2, [(0, 1, 1), (1, 1, 1)])
 T3 = et.tensor_type(GS3, [(0, 1, 1), (1, 1, 1)])
 REG2 = enn.FieldType(GS2, [GS2.regular_repr])
+SKEW2 = enn.FieldType(GS2, [change_basis(directsum([GS2.fibergroup.irrep(0, 0), GS2.fibergroup.irrep(1, 0)]),
+                                         np.array([[1.0, 1.0], [0.0, 1.0]]), "skewed")])  # not orthogonal
 PSEUDO2 = et.tensor_type(GS2, [(0, -1, 1)])
 VEC2 = et.tensor_type(GS2, [(1, 1, 1)])
 CONV = GeometricConv(T2, T2, 3, padding=1).double()
@@ -259,7 +262,7 @@ BAD_INPUTS = [
     row("assert_equivariant f returns a tensor", lambda: assert_equivariant(lambda t: t.tensor, gt2()), TypeError, r"f must return an escnn GeometricTensor, got Tensor"),
     # ---- PointwiseNonLinearity ---------------------------------------------------------------------------------
     row("PointwiseNonLinearity in_type string", lambda: PointwiseNonLinearity("t"), TypeError, r"in_type must be an escnn FieldType of tensor fields.*got str"),
-    row("PointwiseNonLinearity regular field", lambda: PointwiseNonLinearity(REG2), ValueError, r"in_type: FieldType holds fields that are not tensor fields: field 0 \(regular"),
+    row("PointwiseNonLinearity non-orthogonal field", lambda: PointwiseNonLinearity(SKEW2), ValueError, r"PointwiseNonLinearity: in_type: field 0 \(skewed, size 2\) is not an orthogonal representation"),
     row("PointwiseNonLinearity bad function name", lambda: PointwiseNonLinearity(T2, "relux"), ValueError, r"function must be one of \[.*'relu'.*\] or a callable, got 'relux'"),
     row("PointwiseNonLinearity function int", lambda: PointwiseNonLinearity(T2, 3), TypeError, r"function must be one of .*callable.*got int"),
     row("PointwiseNonLinearity threshold NaN", lambda: PointwiseNonLinearity(T2, threshold=float("nan")), ValueError, r"threshold must be a finite real number >= 0, got nan"),
@@ -270,7 +273,7 @@ BAD_INPUTS = [
     row("PointwiseNonLinearity forward wrong type", lambda: PointwiseNonLinearity(T2)(f32(VEC2)), ValueError, r"PointwiseNonLinearity: input has FieldType .*but the in_type is"),
     # ---- GatedNonLinearity ------------------------------------------------------------------------------------
     row("GatedNonLinearity in_type None", lambda: GatedNonLinearity(None), TypeError, r"in_type must be an escnn FieldType.*got NoneType"),
-    row("GatedNonLinearity regular field", lambda: GatedNonLinearity(REG2), ValueError, r"in_type: FieldType holds fields that are not tensor fields"),
+    row("GatedNonLinearity non-orthogonal field", lambda: GatedNonLinearity(SKEW2), ValueError, r"GatedNonLinearity: in_type: field 0 \(skewed, size 2\) is not an orthogonal representation"),
     row("GatedNonLinearity bad function name", lambda: GatedNonLinearity(T2, "sigmoidz"), ValueError, r"function must be one of .*got 'sigmoidz'"),
     row("GatedNonLinearity bias=1", lambda: GatedNonLinearity(T2, bias=1), TypeError, r"bias must be True or False, got 1"),
     row("GatedNonLinearity float64 input", lambda: GatedNonLinearity(T2)(gt2(N=4)), TypeError, r"GatedNonLinearity: input dtype torch\.float64 differs from the layer's dtype torch\.float32"),
@@ -281,7 +284,7 @@ BAD_INPUTS = [
     row("GatedQuadratic rank=1.5", lambda: GatedQuadratic(T2, rank=1.5), TypeError, r"rank must be an int >= 1, got 1\.5 of type float"),
     row("GatedQuadratic activation='nope'", lambda: GatedQuadratic(T2, activation="nope"), ValueError, r"activation must be one of \[.*'elu'.*\], got 'nope'"),
     # ---- VectorNeuronNonLinearity -----------------------------------------------------------------------------
-    row("VectorNeuronNonLinearity regular field", lambda: VectorNeuronNonLinearity(REG2), ValueError, r"in_type: FieldType holds fields that are not tensor fields"),
+    row("VectorNeuronNonLinearity non-orthogonal field", lambda: VectorNeuronNonLinearity(SKEW2), ValueError, r"VectorNeuronNonLinearity: in_type: field 0 \(skewed, size 2\) is not an orthogonal representation"),
     row("VectorNeuronNonLinearity negative_slope=1", lambda: VectorNeuronNonLinearity(T2, negative_slope=1.0), ValueError, r"negative_slope must be in \[0, 1\), got 1\.0"),
     row("VectorNeuronNonLinearity negative_slope NaN", lambda: VectorNeuronNonLinearity(T2, negative_slope=float("nan")), ValueError, r"negative_slope must be a finite real number, got nan"),
     row("VectorNeuronNonLinearity negative_slope string", lambda: VectorNeuronNonLinearity(T2, negative_slope="0.1"), TypeError, r"negative_slope must be a finite real number, got '0\.1' of type str"),
@@ -299,7 +302,7 @@ BAD_INPUTS = [
     row("TensorProductNonLinearity gain NaN", lambda: TensorProductNonLinearity(T2).reset_parameters(gain=float("nan")), ValueError, r"gain must be a finite real number >= 0, got nan"),
     row("TensorProductNonLinearity gain -1", lambda: TensorProductNonLinearity(T2).reset_parameters(gain=-1), ValueError, r"gain must be a finite real number >= 0, got -1"),
     # ---- TensorBatchNorm / TensorLayerNorm --------------------------------------------------------------------
-    row("TensorBatchNorm regular field", lambda: TensorBatchNorm(REG2), ValueError, r"in_type: FieldType holds fields that are not tensor fields"),
+    row("TensorBatchNorm non-orthogonal field", lambda: TensorBatchNorm(SKEW2), ValueError, r"TensorBatchNorm: in_type: field 0 \(skewed, size 2\) is not an orthogonal representation"),
     row("TensorBatchNorm momentum -0.1", lambda: TensorBatchNorm(T2, momentum=-0.1), ValueError, r"momentum must be a real number in \[0, 1\] or None, got -0\.1"),
     row("TensorBatchNorm momentum NaN", lambda: TensorBatchNorm(T2, momentum=float("nan")), ValueError, r"momentum must be a real number in \[0, 1\] or None, got nan"),
     row("TensorBatchNorm momentum 2", lambda: TensorBatchNorm(T2, momentum=2.0), ValueError, r"momentum must be .*got 2\.0"),
@@ -313,12 +316,12 @@ BAD_INPUTS = [
     row("TensorBatchNorm track_running_stats=1", lambda: TensorBatchNorm(T2, track_running_stats=1), TypeError, r"track_running_stats must be True or False, got 1"),
     row("TensorBatchNorm one value per field in training", lambda: TensorBatchNorm(T2)(random_input(T2, 1, 1, torch.float32)), ValueError, r"TensorBatchNorm needs more than one value per field when training.*\(1, 3, 1, 1\)"),
     row("TensorLayerNorm in_type string", lambda: TensorLayerNorm("t"), TypeError, r"in_type must be an escnn FieldType.*got str"),
-    row("TensorLayerNorm regular field", lambda: TensorLayerNorm(REG2), ValueError, r"in_type: FieldType holds fields that are not tensor fields"),
+    row("TensorLayerNorm non-orthogonal field", lambda: TensorLayerNorm(SKEW2), ValueError, r"TensorLayerNorm: in_type: field 0 \(skewed, size 2\) is not an orthogonal representation"),
     row("TensorLayerNorm eps -1", lambda: TensorLayerNorm(T2, eps=-1.0), ValueError, r"eps must be a real number in \[0, inf\), got -1\.0"),
     row("TensorLayerNorm eps inf", lambda: TensorLayerNorm(T2, eps=float("inf")), ValueError, r"eps must be .*got inf"),
     row("TensorLayerNorm affine=None", lambda: TensorLayerNorm(T2, affine=None), TypeError, r"affine must be True or False, got None"),
     # ---- NormMaxPool / AvgPool / Upsample ---------------------------------------------------------------------
-    row("NormMaxPool regular field", lambda: NormMaxPool(REG2), ValueError, r"in_type: FieldType holds fields that are not tensor fields"),
+    row("NormMaxPool non-orthogonal field", lambda: NormMaxPool(SKEW2), ValueError, r"NormMaxPool: in_type: field 0 \(skewed, size 2\) is not an orthogonal representation"),
     row("NormMaxPool kernel_size=0", lambda: NormMaxPool(T2, 0), ValueError, r"kernel_size must be an integer >= 1, got 0"),
     row("NormMaxPool kernel_size per axis", lambda: NormMaxPool(T2, (2, 3)), ValueError, r"kernel_size=\(2, 3\) differs between axes"),
     row("NormMaxPool kernel_size=2.0", lambda: NormMaxPool(T2, 2.0), TypeError, r"kernel_size must be an integer or a tuple of 2 equal integers, got 2\.0"),
@@ -328,7 +331,7 @@ BAD_INPUTS = [
     row("AvgPool kernel not dividing the grid", lambda: AvgPool(T2, 2)(f32(N=5)), ValueError, r"kernel_size=2 must divide the spatial size on every axis, got size \(5, 5\)"),
     row("AvgPool 3D kernel not dividing the grid", lambda: AvgPool(T3, 3)(f32(T3, N=4)), ValueError, r"kernel_size=3 must divide the spatial size on every axis, got size \(4, 4, 4\)"),
     row("AvgPool evaluate_output_shape", lambda: AvgPool(T2, 2).evaluate_output_shape((1, 3, 5, 5)), ValueError, r"kernel_size=2 must divide the spatial size"),
-    row("Upsample regular field", lambda: Upsample(REG2), ValueError, r"in_type: FieldType holds fields that are not tensor fields"),
+    row("Upsample continuous gspace", lambda: Upsample(enn.FieldType(gspaces.rot2dOnR2(-1), [gspaces.rot2dOnR2(-1).trivial_repr])), ValueError, r"continuous group"),
     row("Upsample scale_factor=0", lambda: Upsample(T2, 0), ValueError, r"scale_factor must be an integer >= 1, got 0"),
     row("Upsample scale_factor=-2", lambda: Upsample(T2, -2), ValueError, r"scale_factor must be an integer >= 1, got -2"),
     row("Upsample scale_factor=1.5", lambda: Upsample(T2, 1.5), TypeError, r"scale_factor must be an integer or a tuple of 2 equal integers, got 1\.5"),

@@ -195,7 +195,10 @@ def test_our_layers_accept_every_column():
         assert set(row.values()) == {"✓"}, f"{label}: {row}"
 
 
-ACCEPTS_ANY_FIELDS = set()  # pixelwise layers that accept any escnn fields (their definition allows it)
+# pixelwise layers that accept any escnn fields with orthogonal representations (norms) or any representation at all
+# (pooling, upsampling); tests/nn/test_layers_any_fields.py checks them
+ACCEPTS_ANY_FIELDS = {"PointwiseNonLinearity", "GatedNonLinearity", "VectorNeuronNonLinearity", "TensorBatchNorm",
+                      "TensorLayerNorm", "NormMaxPool", "AvgPool", "Upsample"}
 
 
 def layer_names() -> List[str]:

@@ -77,6 +77,8 @@ class TensorBatchNorm(FieldMapsModule):
     coefficients field after field in the order of ``bias_basis``. Shapes: ``(B, C, N_1, .., N_d)`` in and out.
     """
 
+    _any_orthogonal = True  # also symmetric tensors and escnn's orthogonal representations (TensorFieldModule)
+
     def __init__(
         self,
         in_type: FieldType,

@@ -23,11 +23,13 @@ from escnn.nn import FieldType, GeometricTensor
 from escnn.nn.modules.equivariant_module import EquivariantModule
 
 from .. import _pickling  # noqa: F401  (registers the reducers that pickle/copy escnn's groups and types)
+from ..groups import check_gspace
 from ._fields import (
     FieldLayout,
     adopt_legacy_masters,
     check_dtype,
     check_field_type,
+    check_orthogonal_fields,
     check_input,
     check_input_shape,
     refresh_exact_buffers,
@@ -65,9 +67,10 @@ class TypeGroups(torch.nn.Module):
     ``channels(t)``: the ``(count[t], dim[t])`` int64 array of channel indices of type ``t`` in the FieldType.
     """
 
-    def __init__(self, signature: Sequence[Tuple[int, int]], d: int, first: Sequence[Tuple[int, int]] = ()):
+    def __init__(self, signature: Sequence[Tuple[int, int]], d: int, first: Sequence[Tuple[int, int]] = (),
+                 sizes=None):
         super().__init__()
-        layout = FieldLayout(list(signature), d)
+        layout = FieldLayout(list(signature), d, sizes)
         blocks = np.split(layout.order, np.cumsum([m * n for m, n in zip(layout.count, layout.dim)])[:-1])
         front = [layout.types.index(t) for t in first if t in layout.types]
         perm = front + [t for t in range(len(layout.types)) if t not in front]
@@ -190,8 +193,20 @@ class TensorFieldModule(EquivariantModule):
     shape unchanged) and :meth:`_add_exact_buffer`.
     """
 
+    #: True for layers defined on any orthogonal representation (norms, pooling, upsampling): their signature may
+    #: hold keys ``('rep', name)`` of fields that are not full tensor fields (symmetric tensors, escnn's irreps,
+    #: regular, quotient, ...), with their sizes in ``self._sizes`` (:func:`escnn_tensor.nn._fields.field_keys`).
+    #: ``"any"``: any representation, orthogonal or not (layers acting on every channel alike).
+    _any_orthogonal = False
+
     def _set_types(self, in_type: FieldType, out_type: Optional[FieldType] = None) -> List[Tuple[int, int]]:
-        d, sig = check_field_type(in_type, "in_type", type(self).__name__)
+        self._sizes = None
+        if self._any_orthogonal and isinstance(in_type, FieldType):
+            d = check_gspace(in_type.gspace)
+            sig, self._sizes = check_orthogonal_fields(in_type, type(self).__name__,
+                                                       orthogonal=self._any_orthogonal != "any")
+        else:
+            d, sig = check_field_type(in_type, "in_type", type(self).__name__)
         self.d = d
         self.in_type = in_type
         self.out_type = in_type if out_type is None else out_type

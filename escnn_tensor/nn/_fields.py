@@ -277,10 +277,51 @@ class FieldLayout:
         self.identity = bool((self.order == np.arange(len(order))).all())
 
 
-def bias_basis(gspace: GSpace, t) -> torch.Tensor:
-    """Orthonormal basis of the invariant vectors of ``rho_{k,p}``: float64 ``(n, d**k)``."""
+def bias_basis(gspace: GSpace, t, rep=None) -> torch.Tensor:
+    """Orthonormal basis of the invariant vectors of a field type: float64 ``(n, size)``.
+
+    ``t = (k, p)``: of ``rho_{k,p}`` (size ``d**k``), from the invariant filters of size 1. Any other key
+    (:func:`field_keys`) with its representation ``rep``: the span of the columns of ``rep.change_of_basis`` at the
+    trivial irreps (``rho(g) Q e_c = Q e_c``), orthonormalised.
+    """
+    if t[0] == "rep":
+        G = gspace.fibergroup
+        starts = np.cumsum([0] + [G.irrep(*i).size for i in rep.irreps])
+        cols = [int(starts[c]) for c, i in enumerate(rep.irreps) if G.irrep(*i).is_trivial()]
+        if not cols:
+            return torch.zeros((0, rep.size), dtype=torch.float64)
+        q, _ = np.linalg.qr(np.asarray(rep.change_of_basis, dtype=np.float64)[:, cols])
+        return torch.from_numpy(np.ascontiguousarray(q.T))
     d = gspace.dimensionality
     f = invariant_filters(gspace, 1, t[0], t[1])
     return f.reshape(f.shape[0], d ** t[0])
+
+
+def check_orthogonal_fields(field_type: FieldType, owner: str, name: str = "in_type", orthogonal: bool = True
+                            ) -> Tuple[list, Dict]:
+    """``(keys, sizes)`` of :func:`field_keys` after checking that every field's representation is orthogonal on every
+    group element (so field norms are invariant), as layers built on norms need; ``ValueError`` naming the field
+    otherwise (``orthogonal=False``: no check, for layers acting on every channel alike). ``sizes[key]`` is the
+    representation's size; ``reps`` are kept in ``sizes`` under ``('reps', key)``."""
+    from ..groups import group_elements
+
+    keys, reps = field_keys(field_type)
+    elements = group_elements(field_type.gspace)
+    for i, key in enumerate(keys):
+        if key[0] != "rep" or ("checked", key) in reps or not orthogonal:
+            continue
+        rep = reps[key]
+        err = max(float(np.abs(rep(g).T @ rep(g) - np.eye(rep.size)).max()) for g in elements)
+        if err > 1e-9:
+            raise ValueError(
+                f"{owner}: {name}: field {i} ({rep.name}, size {rep.size}) is not an orthogonal representation (its "
+                f"matrices are off by {err:.1e}), so the norm of the field is not invariant; {owner} needs orthogonal "
+                f"representations (tensor fields, escnn's irreps, regular and quotient representations are)"
+            )
+        reps[("checked", key)] = True
+    sizes = {key: (rep.size if key[0] == "rep" else field_type.gspace.dimensionality ** key[0])
+             for key, rep in reps.items() if key[0] != "checked"}
+    sizes.update({("reps", key): rep for key, rep in reps.items() if key[0] != "checked"})
+    return keys, sizes
 
 

@@ -52,13 +52,15 @@ class GatedNonLinearity(TensorFieldModule):
     Shapes: ``(B, C, *S)`` -> ``(B, C, *S)``. A FieldType of true scalars only has no gates and no parameters.
     """
 
+    _any_orthogonal = True  # also symmetric tensors and escnn's orthogonal representations (TensorFieldModule)
+
     def __init__(self, in_type: FieldType, function: Union[str, Callable] = "silu", bias: bool = True):
         super().__init__()
         sig = self._set_types(in_type)
         self.function, self.function_name = resolve_activation(function)
         if not isinstance(bias, bool):
             raise TypeError(f"bias must be True or False, got {bias!r}")
-        self.groups = TypeGroups(sig, self.d, first=[(0, 1)])
+        self.groups = TypeGroups(sig, self.d, first=[(0, 1)], sizes=self._sizes)
         g = self.groups
         self._scalar = g.types[0] == (0, 1)
         n_fields = sum(g.count)

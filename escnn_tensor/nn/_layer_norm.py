@@ -48,6 +48,8 @@ class TensorLayerNorm(FieldMapsModule):
     Shapes: ``(B, C, N_1, .., N_d)`` in and out.
     """
 
+    _any_orthogonal = True  # also symmetric tensors and escnn's orthogonal representations (TensorFieldModule)
+
     def __init__(self, in_type: FieldType, eps: float = 1e-5, affine: bool = True):
         super().__init__()
         signature = self._set_types(in_type)

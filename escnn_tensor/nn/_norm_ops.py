@@ -42,11 +42,15 @@ class FieldMapsModule(TensorFieldModule):
     def _build_field_maps(self, signature: Sequence[Tuple[int, int]]) -> None:
         d = self.d
         gspace = self.in_type.gspace
-        dims = np.array([d**k for k, _ in signature], dtype=np.int64)
+        sizes = getattr(self, "_sizes", None)
+        dims = np.array([d ** t[0] if sizes is None else sizes[t] for t in signature], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(dims)])
         self.n_fields = len(signature)
         self.n_channels = int(starts[-1])
-        bases: Dict[Tuple[int, int], np.ndarray] = {t: bias_basis(gspace, t).numpy() for t in dict.fromkeys(signature)}
+        bases: Dict[Tuple[int, int], np.ndarray] = {
+            t: bias_basis(gspace, t, None if sizes is None else sizes.get(("reps", t))).numpy()
+            for t in dict.fromkeys(signature)
+        }
         n_inv = np.array([bases[t].shape[0] for t in signature], dtype=np.int64)
         cstarts = np.concatenate([[0], np.cumsum(n_inv)])
         self.n_coefficients = int(cstarts[-1])

@@ -52,6 +52,8 @@ class PointwiseNonLinearity(TensorFieldModule):
     Shapes: ``(B, C, *S)`` -> ``(B, C, *S)``.
     """
 
+    _any_orthogonal = True  # also symmetric tensors and escnn's orthogonal representations (TensorFieldModule)
+
     def __init__(
         self,
         in_type: FieldType,
@@ -77,11 +79,13 @@ class PointwiseNonLinearity(TensorFieldModule):
         self.eps = float(eps)
         # f(-b), once in float64 (a Python float: the same constant in every dtype)
         self._offset = float(self.function(torch.tensor(-self.threshold, dtype=torch.float64)))
-        self.groups = TypeGroups(sig, self.d, first=[(0, 1), (0, -1)])
+        self.groups = TypeGroups(sig, self.d, first=[(0, 1), (0, -1)], sizes=self._sizes)
         self._kinds = []
-        for k, p in self.groups.types:
-            if k == 0:
-                self._kinds.append("scalar" if p == 1 else "pseudo")
+        for t, dim in zip(self.groups.types, self.groups.dim):
+            if t[0] == "rep" and dim == 1:  # a one-dimensional orthogonal representation: +-1, as a pseudoscalar
+                self._kinds.append("pseudo")
+            elif t[0] == 0:
+                self._kinds.append("scalar" if t[1] == 1 else "pseudo")
             else:
                 self._kinds.append(nonscalars)
 

@@ -20,6 +20,8 @@ __all__ = ["NormMaxPool", "AvgPool"]
 
 
 class _Pool(FieldMapsModule):
+    _any_orthogonal = True  # also symmetric tensors and escnn's orthogonal representations (TensorFieldModule)
+
     def __init__(self, in_type: FieldType, kernel_size: Union[int, Sequence[int]] = 2):
         super().__init__()
         self._signature = self._set_types(in_type)
@@ -87,6 +89,8 @@ class AvgPool(_Pool):
 
     Shapes: ``(B, C, N_1, .., N_d)`` -> ``(B, C, N_1 / kernel_size, ..)`` (``torch.nn.functional.avg_pool2d``/``3d``).
     """
+
+    _any_orthogonal = "any"  # any escnn representation: a mean of every channel alike (TensorFieldModule)
 
     def forward(self, input: GeometricTensor) -> GeometricTensor:
         """Pool: ``GeometricTensor`` ``(B, C, N..)`` -> ``(B, C, N / kernel_size ..)`` of the same type."""

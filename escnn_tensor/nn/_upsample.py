@@ -29,6 +29,8 @@ class Upsample(TensorFieldModule):
     ``torch.nn.Upsample(scale_factor, mode='nearest')`` for integer factors, computed exactly by a broadcast view.
     """
 
+    _any_orthogonal = "any"  # any escnn representation: every channel is resampled alike (TensorFieldModule)
+
     def __init__(self, in_type: FieldType, scale_factor: Union[int, Sequence[int]] = 2):
         super().__init__()
         self._set_types(in_type)

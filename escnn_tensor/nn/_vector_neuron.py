@@ -62,6 +62,8 @@ class VectorNeuronNonLinearity(TensorFieldModule):
     row-major, types in order of first appearance in ``in_type``. Shapes: ``(B, C, *S)`` -> ``(B, C, *S)``.
     """
 
+    _any_orthogonal = True  # also symmetric tensors and escnn's orthogonal representations (TensorFieldModule)
+
     def __init__(self, in_type: FieldType, negative_slope: float = 0.0, eps: float = 1e-8):
         super().__init__()
         sig = self._set_types(in_type)
@@ -76,7 +78,7 @@ class VectorNeuronNonLinearity(TensorFieldModule):
             raise ValueError(f"eps must be > 0, got {eps}")
         self.negative_slope = float(negative_slope)
         self.eps = float(eps)
-        self.groups = TypeGroups(sig, self.d, first=[(0, 1)])
+        self.groups = TypeGroups(sig, self.d, first=[(0, 1)], sizes=self._sizes)
         g = self.groups
         self._scalar = g.types[0] == (0, 1)
         start = 1 if self._scalar else 0
