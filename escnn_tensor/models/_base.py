@@ -26,13 +26,14 @@ _MAX_LEVEL = 1 << 16
 _SEARCHES: Dict[tuple, Any] = {}  # (class, family, action, types, params, options) -> hidden size found
 
 # options every architecture accepts, with their defaults (an architecture may override a default)
-_FAMILY_OPTIONS = ("activation", "norm", "padding_mode", "nonlinearity")
+_FAMILY_OPTIONS = ("activation", "norm", "padding_mode", "nonlinearity", "hidden_symmetry")
 COMMON_OPTIONS: Dict[str, Any] = {
     "kernel_size": 3,
     "activation": "elu",
     "norm": "batch",
     "padding_mode": "circular",
     "nonlinearity": "gated",
+    "hidden_symmetry": None,
 }
 
 

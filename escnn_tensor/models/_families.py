@@ -58,7 +58,7 @@ from ..nn._layer_norm import TensorLayerNorm
 from ..nn._pooling import NormMaxPool
 from ..nn._vector_neuron import VectorNeuronNonLinearity
 from ..nn._fields import check_types
-from ..representations import canonical_order, tensor_type
+from ..representations import SYMMETRIES, canonical_order, symmetric_size, tensor_type
 
 __all__ = [
     "FAMILIES",
@@ -83,7 +83,7 @@ ACTIVATIONS = ("elu", "relu")
 NORMS = ("batch", "layer", None)
 NONLINEARITIES = ("gated", "vector_neuron", "gated_quadratic")
 #: the options a family may take (each family uses some of them: ``Family.OPTIONS``)
-FAMILY_OPTIONS = ("activation", "norm", "padding_mode", "nonlinearity")
+FAMILY_OPTIONS = ("activation", "norm", "padding_mode", "nonlinearity", "hidden_symmetry")
 
 Spec = Union[FieldType, int]
 
@@ -159,7 +159,8 @@ class Family:
         return sorted(k for k in options if k in FAMILY_OPTIONS and k not in cls.OPTIONS)
 
     def __init__(self, in_type: FieldType, out_type: FieldType, activation: str = "elu",
-                 norm: Optional[str] = "batch", padding_mode: str = "circular", nonlinearity: str = "gated"):
+                 norm: Optional[str] = "batch", padding_mode: str = "circular", nonlinearity: str = "gated",
+                 hidden_symmetry: Optional[str] = None):
         self.d, _, _ = check_types(in_type, out_type)
         self.gspace: GSpace = in_type.gspace
         self.in_type, self.out_type = in_type, out_type
@@ -167,6 +168,9 @@ class Family:
         self.norm_kind = _check_choice(norm, NORMS, "norm")
         self.padding_mode = _check_choice(padding_mode, PADDING_MODES, "padding_mode")
         self.nonlinearity = _check_choice(nonlinearity, NONLINEARITIES, "nonlinearity")
+        #: geometric family: the symmetry of the hidden tensors of order >= 2 (None: full tensors; 'symmetric' or
+        #: 'symmetric_traceless': escnn_tensor.tensor_rep(..., symmetry), fewer channels)
+        self.hidden_symmetry = _check_choice(hidden_symmetry, SYMMETRIES, "hidden_symmetry")
         #: the hidden size (family-specific, hashable; see :meth:`size_of_level`), set by :meth:`set_size`
         self.size = None
         #: the multiplier of the widest level relative to the narrowest (the UNet's ``2^L``; 1 otherwise): sizes
@@ -296,7 +300,7 @@ class GeometricFamily(Family):
     """
 
     name = "geometric"
-    OPTIONS = ("activation", "norm", "padding_mode", "nonlinearity")
+    OPTIONS = ("activation", "norm", "padding_mode", "nonlinearity", "hidden_symmetry")
 
     @classmethod
     def unused_options(cls, options: Mapping[str, Any]) -> List[str]:
@@ -310,6 +314,11 @@ class GeometricFamily(Family):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._types = hidden_tensor_types(self.in_type, self.out_type)
+        if self.hidden_symmetry is not None and self.nonlinearity == "gated_quadratic":
+            raise ValueError(
+                f"hidden_symmetry={self.hidden_symmetry!r} needs nonlinearity 'gated' or 'vector_neuron': "
+                f"GatedQuadratic is defined on full tensor fields only"
+            )
 
     def min_level(self) -> int:
         return len(self._types)
@@ -361,14 +370,19 @@ class GeometricFamily(Family):
         return {t: self._mult(m, scale) for t, m in zip(self._types, self.size)}
 
     def hidden(self, scale: int = 1) -> FieldType:
-        return tensor_type(self.gspace, self.counts(scale))
+        sym = self.hidden_symmetry
+        if sym is None:
+            return tensor_type(self.gspace, self.counts(scale))
+        return tensor_type(self.gspace, [(k, p, m, sym) for (k, p), m in self.counts(scale).items()])
 
     def channels(self, scale: int = 1) -> int:
         d = self.gspace.dimensionality
-        return sum(m * d**k for (k, _), m in self.counts(scale).items())
+        return sum(m * symmetric_size(d, k, self.hidden_symmetry if k >= 2 else None)
+                   for (k, _), m in self.counts(scale).items())
 
     def _describe(self, scale):
-        return ", ".join(f"{m} x (k={k},p={p:+d})" for (k, p), m in self.counts(scale).items())
+        sym = f",{self.hidden_symmetry}" if self.hidden_symmetry else ""
+        return ", ".join(f"{m} x (k={k},p={p:+d}{sym if k >= 2 else ''})" for (k, p), m in self.counts(scale).items())
 
     def input(self) -> FieldType:
         return self.in_type
