@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import math
+import os
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -332,6 +333,8 @@ def _run_main(argv: List[str]) -> int:
         print(f"\ninterrupted; continue with --resume (the same command with --resume --out {config.out})",
               file=sys.stderr)
         return 130
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     if not rows:
         print(f"no rows in this shard ({config.shard}); nothing to report")
         return 0

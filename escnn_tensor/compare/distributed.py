@@ -29,8 +29,9 @@ __all__ = ["Distributed", "SINGLE", "from_environment"]
 class Distributed:
     """The processes of one run. ``rank``, ``world_size``, ``local_rank``; a no-op for ``world_size == 1``."""
 
-    def __init__(self, rank: int = 0, world_size: int = 1, local_rank: int = 0, group=None):
+    def __init__(self, rank: int = 0, world_size: int = 1, local_rank: int = 0, group=None, owns_group: bool = False):
         self.rank, self.world_size, self.local_rank, self.group = rank, world_size, local_rank, group
+        self.owns_group = owns_group
 
     @property
     def is_distributed(self) -> bool:
@@ -84,6 +85,25 @@ class Distributed:
 
             dist.barrier(group=self.group)
 
+    def close(self) -> None:
+        """Leave the process group this object joined (a no-op on one process or for a group joined elsewhere)."""
+        if self.is_distributed and self.owns_group:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+    def sync_batch_norm(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """On CUDA, ``model`` with torch's BatchNorm layers (the plain family's, and those inside escnn's
+        InnerBatchNorm) replaced by ``SyncBatchNorm``, which takes its statistics over the global batch; parameters
+        and buffers keep their names, so state dicts are unchanged. escnn_tensor's TensorBatchNorm synchronises by
+        itself on any device. On the CPU torch has no SyncBatchNorm under DDP, so torch's BatchNorm layers keep
+        per-process statistics there (the geometric family, or ``norm=None`` / ``'layer'``, gives the numbers of one
+        process). ``model`` itself on one process."""
+        if not self.is_distributed or torch.device(device).type != "cuda":
+            return model
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model, process_group=self.group)
+
     def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         """``model`` in DistributedDataParallel (``model`` itself on one process)."""
         if not self.is_distributed:
@@ -112,6 +132,7 @@ def from_environment(device_type: Optional[str] = None) -> Distributed:
 
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return Distributed(rank, dist.get_world_size(), local_rank)
+    return Distributed(rank, dist.get_world_size(), local_rank, owns_group=owns)

@@ -31,6 +31,7 @@ fields), ``lr`` (chosen on validation) and ``lr_candidates`` (validation error o
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -39,7 +40,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
-from .._io import lock_directory
+from .._io import DirectoryLockedError, lock_directory
 from .config import CompareConfig, ConfigError, check_config, train_sizes
 from .execute import run_row, write_json
 from .merge import collect, write_results
@@ -84,12 +85,26 @@ def run_comparison(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        if not runtime.dist.is_writer:
-            return _run(config, log, interrupt_after, runtime)
-        with lock_directory(config.out):  # one run per output directory; refused in one line otherwise
+        with contextlib.ExitStack() as stack:
+            refused = None
+            if runtime.dist.is_writer:  # one run per output directory; refused in one line otherwise
+                try:
+                    stack.enter_context(lock_directory(config.out))
+                except DirectoryLockedError as e:
+                    refused = (str(e.directory), e.holder)
+            refused = runtime.dist.broadcast_object(refused)  # under torchrun every process stops together
+            if refused is not None:
+                raise DirectoryLockedError(*refused)
+            if not runtime.dist.is_writer:  # under torchrun: rank 0 writes and logs
+                log = lambda line: None  # noqa: E731
+            if runtime.dist.is_distributed:
+                log(f"{runtime.dist.world_size} processes, global batch {config.batch_size}, device "
+                    f"{runtime.device}" + ("; torch's BatchNorm (plain, steerable families) keeps per-process "
+                                           "statistics on the CPU" if runtime.device.type == "cpu" else ""))
             return _run(config, log, interrupt_after, runtime)
     finally:
         torch.set_num_threads(threads)
+        runtime.dist.close()
 
 
 def _run(config: CompareConfig, log, interrupt_after, runtime: Runtime) -> List[Dict[str, Any]]:

@@ -143,6 +143,7 @@ class Trainer:
     ):
         if amp not in AMP_DTYPES:
             raise ValueError(f"amp must be one of {list(AMP_DTYPES)}, got {amp!r}")
+        model = dist.sync_batch_norm(model, device)  # statistics of the global batch (no-op on one process)
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.in_type, self.out_type = model.in_type, model.out_type
         self.batch_size, self.augment, self.loss = batch_size, augment, loss
