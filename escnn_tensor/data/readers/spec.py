@@ -50,7 +50,7 @@ __all__ = ["read_spec", "parse_spec", "FORMATS", "SPEC_KEYS"]
 
 FORMATS = ("the_well", "netcdf", "npz")
 SPEC_KEYS = ("name", "format", "path", "inputs", "targets", "time_offset", "padding_mode", "periodic", "fields",
-             "netcdf", "splits", "description")
+             "netcdf", "splits")
 NETCDF_KEYS = ("dims", "time_dim", "trajectory_dim")
 SPLIT_KEYS = ("n_train", "n_val", "n_test", "train", "val", "test")
 
