@@ -380,7 +380,7 @@ def test_state_dict_same_in_train_and_eval_and_round_trip():
     with torch.no_grad():
         layer(random_input(fin, 5, 1, torch.float32))  # fills the eval cache
     sd_eval = layer.state_dict()
-    assert list(sd_train) == list(sd_eval) == ["weights", "bias"]
+    assert list(sd_train) == list(sd_eval) == ["weights", "bias", "_extra_state"]  # field types stored (issue 20 item 6)
     assert all(torch.equal(sd_train[k], sd_eval[k]) for k in sd_train)
     buf = io.BytesIO()
     torch.save(layer.state_dict(), buf)

@@ -347,7 +347,7 @@ def test_check_equivariance_every_element_and_can_fail():
 def test_state_dict_round_trip_and_gradients():
     fin, fout = et.tensor_type(GS[2], MIXED_2D_IN), et.tensor_type(GS[2], MIXED_2D_OUT)
     layer = randomize(GeometricConvTransposed(fin, fout, 2, stride=2))
-    assert list(layer.state_dict()) == ["weights", "bias"]
+    assert list(layer.state_dict()) == ["weights", "bias", "_extra_state"]  # field types stored (issue 20 item 6)
     buf = io.BytesIO()
     torch.save(layer.state_dict(), buf)
     buf.seek(0)
