@@ -73,7 +73,9 @@ def run_comparison(
     With ``config.resume`` finished jobs are read back from their checkpoints and unfinished ones continue from
     their last epoch; without it every job starts afresh (old checkpoints are overwritten).
     Raises :class:`~escnn_tensor.compare.config.ConfigError` (one line) for bad settings, before anything is
-    trained, and ``escnn_tensor._io.DirectoryLockedError`` when another run holds ``config.out``.
+    trained or when ``config.out`` holds the results of another sweep (they are never overwritten; the same sweep
+    is run again, or continued with ``resume``), and ``escnn_tensor._io.DirectoryLockedError`` when another run
+    holds ``config.out``.
     ``interrupt_after``: testing hook passed to :func:`~escnn_tensor.compare.execute.train_job`.
     """
     try:
@@ -90,11 +92,12 @@ def run_comparison(
             if runtime.dist.is_writer:  # one run per output directory; refused in one line otherwise
                 try:
                     stack.enter_context(lock_directory(config.out))
+                    refused = _other_sweep(config)
                 except DirectoryLockedError as e:
-                    refused = (str(e.directory), e.holder)
+                    refused = ("lock", str(e.directory), e.holder)
             refused = runtime.dist.broadcast_object(refused)  # under torchrun every process stops together
             if refused is not None:
-                raise DirectoryLockedError(*refused)
+                raise DirectoryLockedError(*refused[1:]) if refused[0] == "lock" else ConfigError(refused[1])
             if not runtime.dist.is_writer:  # under torchrun: rank 0 writes and logs
                 log = lambda line: None  # noqa: E731
             if runtime.dist.is_distributed:
@@ -105,6 +108,29 @@ def run_comparison(
     finally:
         torch.set_num_threads(threads)
         runtime.dist.close()
+
+
+def _other_sweep(config: CompareConfig):
+    """``('config', message)`` when ``config.out`` holds the results of another sweep and this run would replace
+    them (without ``--resume``); ``None`` otherwise (an empty directory, the same sweep, or a run continued)."""
+    import json
+
+    from .config import config_from_dict
+    from .merge import SWEEP_KEYS, _sweep
+
+    out = Path(config.out)
+    if config.resume or not (out / "config.json").exists() or not (out / "results.json").exists():
+        return None
+    try:
+        old = _sweep(config_from_dict(json.loads((out / "config.json").read_text())))
+    except (ValueError, TypeError):
+        return None
+    new = _sweep(config)
+    diff = [k for k in SWEEP_KEYS if old.get(k) != new.get(k)]
+    if not diff:
+        return None
+    return ("config", f"--out {out} holds the results of another run (its settings differ in {', '.join(diff)}); "
+                      f"give another --out, or delete {out} to replace them")
 
 
 def _run(config: CompareConfig, log, interrupt_after, runtime: Runtime) -> List[Dict[str, Any]]:

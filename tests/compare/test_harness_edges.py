@@ -242,3 +242,13 @@ def test_compiled_training_equals_eager(tmp_path, data_dir):
         (rows[compile],) = run_comparison(config, log=lambda s: None)
     assert rows["eager"]["compile"] is True and rows[False]["compile"] is False
     assert rows["eager"]["test_error"] == pytest.approx(rows[False]["test_error"], rel=1e-9)
+
+
+def test_a_run_of_another_sweep_does_not_replace_finished_results(tmp_path, data_dir, uninterrupted, capsys):
+    before = {p: p.read_bytes() for p in Path(uninterrupted).rglob("*") if p.is_file() and p.name != ".lock"}
+    assert main(TINY + ["--epochs", "2", "--dtype", "float64", "--out", str(uninterrupted), "--data-dir",
+                        data_dir]) == 2
+    err = _one_line_error(capsys)
+    assert "holds the results of another run" in err and "epochs" in err
+    after = {p: p.read_bytes() for p in Path(uninterrupted).rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after == before
