@@ -297,6 +297,9 @@ def bias_basis(gspace: GSpace, t, rep=None) -> torch.Tensor:
     return f.reshape(f.shape[0], d ** t[0])
 
 
+_ORTHOGONALITY: Dict[tuple, float] = {}  # (group, name, irreps, change of basis) -> max |rho(g)^T rho(g) - I| over g
+
+
 def check_orthogonal_fields(field_type: FieldType, owner: str, name: str = "in_type", orthogonal: bool = True
                             ) -> Tuple[list, Dict]:
     """``(keys, sizes)`` of :func:`field_keys` after checking that every field's representation is orthogonal on every
@@ -311,7 +314,12 @@ def check_orthogonal_fields(field_type: FieldType, owner: str, name: str = "in_t
         if key[0] != "rep" or ("checked", key) in reps or not orthogonal:
             continue
         rep = reps[key]
-        err = max(float(np.abs(rep(g).T @ rep(g) - np.eye(rep.size)).max()) for g in elements)
+        cache_key = (rep.group.name, rep.name, tuple(map(tuple, rep.irreps)),
+                     np.asarray(rep.change_of_basis, dtype=np.float64).tobytes())
+        err = _ORTHOGONALITY.get(cache_key)
+        if err is None:
+            err = max(float(np.abs(rep(g).T @ rep(g) - np.eye(rep.size)).max()) for g in elements)
+            _ORTHOGONALITY[cache_key] = err
         if err > 1e-9:
             raise ValueError(
                 f"{owner}: {name}: field {i} ({rep.name}, size {rep.size}) is not an orthogonal representation (its "
