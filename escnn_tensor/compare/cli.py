@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the quick profile (a few minutes on 2 CPU cores)")
     p.add_argument("--out", help="output directory")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its checkpoints")
+    p.add_argument("--no-checkpoints", action="store_true",
+                   help="write no checkpoint per epoch (saves disk and time; such a run cannot be continued)")
     p.add_argument("--threads", type=_positive(int), default=1,
                    help="torch CPU threads (default 1; a shared 2-core machine is often faster with 1)")
     p.add_argument("--data-dir", help="data cache directory (default: escnn_tensor.data's)")
@@ -260,6 +262,7 @@ def parse_args(argv: Optional[List[str]] = None) -> CompareConfig:
         dtype=pick(a.dtype, "dtype"),
         out=pick(a.out, "out"),
         resume=a.resume,
+        checkpoints=not a.no_checkpoints,
         model_options={m: options.get(m, {}) for m in models},
         data_seed=a.data_seed,
         cache_dir=a.data_dir,

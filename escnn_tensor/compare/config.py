@@ -58,6 +58,8 @@ class CompareConfig:
     amp: str = "off"
     #: train through ``torch.compile(model, fullgraph=True)``: ``True`` (inductor) or a backend's name
     compile: Any = False
+    #: write each job's checkpoint after every epoch (``False``: no checkpoints, so nothing to ``resume`` from)
+    checkpoints: bool = True
 
 
 

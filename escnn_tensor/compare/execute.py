@@ -56,6 +56,7 @@ def train_job(
     interrupt_after: Optional[int] = None,
     runtime: Runtime = Runtime(),
     log: Callable[[str], None] = print,
+    save: bool = True,
 ) -> Tuple[Predictor, Dict[str, Any]]:
     """Train the job ``spec`` (or continue it from ``checkpoint`` with ``resume``); returns the predictor holding
     the parameters of its best validation epoch, and a summary (``val_error``, ``best_epoch``, ``history``,
@@ -68,7 +69,8 @@ def train_job(
 
     Checkpoints carry a SHA-256 (``escnn_tensor._io.save_checkpoint``); on ``resume`` a corrupt, truncated or empty
     one is reported by ``log`` in one line naming the file, and the job restarts from scratch. ``log`` also says
-    from which epoch a job continues.
+    from which epoch a job continues. ``save=False`` writes no checkpoint (nothing to resume from; an existing one
+    is still read with ``resume``).
     """
     predictor = build_predictor(spec, splits).to(runtime.device)
     params = [p for p in predictor.parameters() if p.requires_grad]
@@ -93,7 +95,7 @@ def train_job(
             log(f"[resume] {spec.job_id}: {done} from its checkpoint at epoch {trainer.epoch} of {spec.epochs}")
 
     def on_epoch_end(t: Trainer) -> None:
-        if runtime.dist.is_writer:
+        if save and runtime.dist.is_writer:
             _io.save_checkpoint({"spec": spec.to_dict(), **t.state_dict()}, checkpoint)
         if interrupt_after is not None and t.epoch == interrupt_after < spec.epochs:
             raise TrainingInterrupted(f"{spec.job_id}: interrupted after epoch {t.epoch} (testing hook)")
@@ -134,19 +136,20 @@ def run_row(
     runtime: Runtime = Runtime(),
     rollout: Optional[int] = None,
     log: Callable[[str], None] = print,
+    checkpoints: bool = True,
 ) -> Dict[str, Any]:
     """Train every job of ``row``, keep the best on validation, test it once; write ``DIR/jobs/<row id>.json`` (the
     row of results.json, each job's summary and history) and the prediction of the first test sample; return the
     row (a dict with the keys of :data:`~escnn_tensor.compare.runner.ROW_FIELDS`). ``rollout``: ``T`` steps of
     autoregressive rollout on ``splits.trajectories`` (:func:`~escnn_tensor.compare.rollout.rollout_errors`),
-    written as ``rollout_errors``."""
+    written as ``rollout_errors``. ``checkpoints=False``: no checkpoint per epoch (see :func:`train_job`)."""
     out = Path(out)
     t0 = time.perf_counter()
     trained: List[Tuple[JobSpec, Predictor, Dict[str, Any]]] = []
     for spec in row.jobs:
         ckpt = out / "checkpoints" / f"{spec.job_id}.pt"
         predictor, summary = train_job(spec, splits, ckpt, resume=resume, progress=progress,
-                                       interrupt_after=interrupt_after, runtime=runtime, log=log)
+                                       interrupt_after=interrupt_after, runtime=runtime, log=log, save=checkpoints)
         trained.append((spec, predictor, summary))
     best = choose([s for _, _, s in trained])
     spec, predictor, summary = trained[best]

@@ -154,6 +154,11 @@ def _run(config: CompareConfig, log, interrupt_after, runtime: Runtime) -> List[
     # written, so bad data end the run with one line and an untouched --out
     preloaded = {name: data(name) for name, t in tasks.items() if isinstance(t, FileTask)
                  and any(r.spec.task == name for r in mine)}
+    for name in preloaded:  # the run's sample counts apply to every task; say where they replace a spec's own
+        own = {k: v for k, v in tasks[name].split_options.items() if k in ("n_train", "n_val", "n_test")}
+        used = {"n_train": max(train_sizes(config)), "n_val": config.n_val, "n_test": config.n_test}
+        if any(used[k] != v for k, v in own.items()):
+            log(f"[{name}] the run's sample counts {used} replace the spec's [splits] {own}")
     if writer:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         (out / "predictions").mkdir(parents=True, exist_ok=True)
@@ -181,7 +186,8 @@ def _run(config: CompareConfig, log, interrupt_after, runtime: Runtime) -> List[
             data_ = dataclasses.replace(data_, train=first(data_.train, s.n_train))
         rollout = config.rollout if data_.trajectories is not None else None
         row = run_row(r, data_, out, config.params, resume=config.resume, progress=progress,
-                      interrupt_after=interrupt_after, runtime=runtime, rollout=rollout, log=log)
+                      interrupt_after=interrupt_after, runtime=runtime, rollout=rollout, log=log,
+                      checkpoints=config.checkpoints)
         rows.append(row)
         if writer:
             write_json(rows, out / "results.json")

@@ -133,6 +133,22 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, data_dir, uninterr
     _assert_same_run(uninterrupted, out)
 
 
+def test_run_without_checkpoints_writes_none_and_gives_the_same_rows(tmp_path, data_dir, uninterrupted):
+    """``checkpoints=False`` (``--no-checkpoints``): no file under checkpoints/, every number as with them."""
+    import dataclasses
+
+    out = tmp_path / "no-checkpoints"
+    run_comparison(dataclasses.replace(_config(out, data_dir), checkpoints=False), log=lambda s: None)
+    assert list((out / "checkpoints").iterdir()) == []
+    assert list((Path(uninterrupted) / "checkpoints").iterdir())  # the run it is compared with did write them
+    timing = {"seconds_per_epoch"}
+    assert [{k: v for k, v in r.items() if k not in timing} for r in rows_of(out)] == [
+        {k: v for k, v in r.items() if k not in timing} for r in rows_of(uninterrupted)
+    ]
+    assert parse_args(_argv(out, data_dir) + ["--no-checkpoints"]).checkpoints is False
+    assert parse_args(_argv(out, data_dir)).checkpoints is True
+
+
 def test_resume_after_kill_is_bit_identical(tmp_path, data_dir, uninterrupted):
     """A real process, killed (SIGKILL) as soon as a checkpoint exists, then continued with --resume (in this
     process, with the configuration the same command line gives)."""

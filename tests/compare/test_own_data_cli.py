@@ -63,3 +63,17 @@ def test_navier_stokes_rollout_from_the_command_line(tmp_path):
     errors = rows["navier-stokes"]["rollout_errors"]
     assert len(errors) == 2 and all(math.isfinite(e) and e > 0 for e in errors)
     assert rows["gravity"]["rollout_errors"] is None  # not a time series: no trajectories
+
+
+def test_run_counts_replacing_a_specs_split_sizes_are_said(tmp_path, capsys):
+    """A spec's [splits] sizes give way to the run's sample counts, and the run says so (never silently)."""
+    write_the_well(tmp_path / "d.h5", density_fields((8, 8), n_traj=8, n_time=1))
+    spec = _spec(tmp_path, "sized", 'format = "the_well"\npath = "d.h5"\ninputs = ["density"]\n'
+                                    'targets = ["gradient"]\ntime_offset = 0\n[splits]\nn_train = 3\n')
+    out = tmp_path / "out"
+    assert main(TINY + ["--task", str(spec), "--samples", "4", "--val-samples", "1", "--test-samples", "1",
+                        "--no-checkpoints", "--out", str(out)]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if "replace the spec's [splits]" in line]
+    assert len(said) == 1 and "'n_train': 4" in said[0] and "'n_train': 3" in said[0], said
+    (row,) = json.loads((out / "results.json").read_text())
+    assert row["n_train"] == 4 and not any((out / "checkpoints").iterdir())
