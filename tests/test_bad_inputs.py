@@ -11,7 +11,8 @@ from escnn import nn as enn
 from escnn.group import change_basis, directsum
 
 import escnn_tensor as et
-from escnn_tensor import grid, plotting
+from escnn_tensor import _io, grid, plotting
+from escnn_tensor.compare.config import check_config
 from escnn_tensor._pickling import rebuild_gspace
 from escnn_tensor.groups import action_key, check_dimension, check_gspace, check_signed_permutation
 from escnn_tensor.image import GeometricImage, MultiImage, from_geometric_tensor, functional, time_series, to_geometric_tensor
@@ -79,6 +80,38 @@ def row(name, call, exc, match, marks=()):
 
 # known unclear error, reported to the lead (models/_base.py): the parameter search builds a trial GeometricConv whose
 # own memory check refuses first, with a ~25,000-character message listing every field and not naming params
+
+def _config(**changes):
+    """A valid tiny harness configuration with ``changes``."""
+    from escnn_tensor.compare import CompareConfig
+
+    base = dict(tasks=["gravity"], models=["resnet"], families=["plain"], augment=False, params=None, epochs=1,
+                n_train=2, n_val=1, n_test=1, size=8, seeds=[0], lrs=[1e-2], batch_size=2, dtype="float32",
+                out="unused")
+    base.update(changes)
+    return CompareConfig(**base)
+
+
+def _flipped_checkpoint():
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp()) / "ckpt.pt"
+    _io.save_checkpoint({"w": torch.arange(64.0)}, path)
+    raw = bytearray(path.read_bytes())
+    raw[-20] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _empty_file():
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp()) / "empty.pt"
+    path.write_bytes(b"")
+    return path
+
 
 BAD_INPUTS = [
     # ---- groups -----------------------------------------------------------------------------------------------
@@ -418,6 +451,14 @@ BAD_INPUTS = [
     row("isolate copy_tensors='yes'", lambda: isolate(CONV, copy_tensors="yes"), TypeError, r"copy_tensors must be True or False, got 'yes'"),
     row("pickle a FieldType subclass", lambda: pickle.dumps(NotAType(GS2, [GS2.trivial_repr])), TypeError, r"cannot pickle NotAType: only escnn's FieldType"),
     row("rebuild_gspace unknown kind", lambda: rebuild_gspace(("GSpace4D", ())), ValueError, r"recipe must describe a GSpace0D, GSpace2D or GSpace3D, got kind 'GSpace4D'"),
+    # ---- the harness's Python entry point (compare.CompareConfig), checkpoints ------------------------------------
+    row("CompareConfig lrs=[inf]", lambda: check_config(_config(lrs=[float("inf")])), ValueError, r"lrs must be a non-empty list of finite, positive learning rates, got \[inf\]"),
+    row("CompareConfig lrs=[nan]", lambda: check_config(_config(lrs=[float("nan")])), ValueError, r"lrs must be .*finite, positive.*got \[nan\]"),
+    row("CompareConfig seeds=[1, 1]", lambda: check_config(_config(seeds=[1, 1])), ValueError, r"seeds must be distinct.*got \[1, 1\]"),
+    row("CompareConfig seeds=[-1]", lambda: check_config(_config(seeds=[-1])), ValueError, r"seeds must be a non-empty list of integers >= 0, got \[-1\]"),
+    row("CompareConfig option of a model not in the run", lambda: check_config(_config(model_options={"unet": {"x": 1}})), ValueError, r"model_options for models not in the run: \['unet'\]"),
+    row("load_checkpoint of a flipped byte", lambda: _io.load_checkpoint(_flipped_checkpoint()), _io.CorruptCheckpointError, r"ckpt\.pt"),
+    row("load_checkpoint of an empty file", lambda: _io.load_checkpoint(_empty_file()), _io.CorruptCheckpointError, r"empty\.pt"),
 ]
 
 

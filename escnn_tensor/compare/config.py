@@ -3,6 +3,7 @@ r"""The configuration of a comparison run (:class:`CompareConfig`) and its check
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
@@ -88,8 +89,11 @@ def check_config(config: CompareConfig) -> None:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     if not config.seeds or not all(is_integer(s) and s >= 0 for s in config.seeds):
         raise ValueError(f"seeds must be a non-empty list of integers >= 0, got {list(config.seeds)}")
-    if not config.lrs or not all(isinstance(lr, (int, float)) and lr > 0 for lr in config.lrs):
-        raise ValueError(f"lrs must be a non-empty list of positive learning rates, got {list(config.lrs)}")
+    if len(set(config.seeds)) != len(config.seeds):
+        raise ValueError(f"seeds must be distinct (a repeated seed trains the same job twice), got {list(config.seeds)}")
+    if not config.lrs or not all(isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr)
+                                 and lr > 0 for lr in config.lrs):
+        raise ValueError(f"lrs must be a non-empty list of finite, positive learning rates, got {list(config.lrs)}")
     if not isinstance(config.average, bool):
         raise TypeError(f"average must be True or False, got {config.average!r}")
     if config.dtype not in DTYPES:
