@@ -179,6 +179,15 @@ def _orbit_minima(images: Iterable[Tuple[np.ndarray, np.ndarray]], n: int) -> Tu
     return rep, sign
 
 
+def _element_index(index, elements, g: GroupElement) -> int:
+    """The position of ``g`` in ``elements``: from the ``index`` dict, else by comparison (an equal element that
+    hashes differently)."""
+    i = index.get(g)
+    if i is None:
+        i = next(j for j, h in enumerate(elements) if h == g)
+    return i
+
+
 class _ExactMatrices:
     """Picklable callable ``GroupElement -> rho(g)``: the exact matrix, built from the stored signed permutation."""
 
@@ -191,10 +200,7 @@ class _ExactMatrices:
         self._characters = np.where(fixed, sign, 0).sum(axis=1).astype(np.float64)
 
     def _i(self, g: GroupElement) -> int:
-        i = self._index.get(g)
-        if i is None:
-            i = next(j for j, h in enumerate(self._elements) if h == g)
-        return i
+        return _element_index(self._index, self._elements, g)
 
     def __call__(self, g: GroupElement) -> np.ndarray:
         i = self._i(g)
@@ -471,10 +477,7 @@ class _DenseMatrices:
         self._characters = np.trace(mats, axis1=1, axis2=2)
 
     def _i(self, g: GroupElement) -> int:
-        i = self._index.get(g)
-        if i is None:
-            i = next(j for j, h in enumerate(self._elements) if h == g)
-        return i
+        return _element_index(self._index, self._elements, g)
 
     def __call__(self, g: GroupElement) -> np.ndarray:
         return self._mats[self._i(g)].copy()
