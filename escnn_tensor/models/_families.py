@@ -314,11 +314,6 @@ class GeometricFamily(Family):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._types = hidden_tensor_types(self.in_type, self.out_type)
-        if self.hidden_symmetry is not None and self.nonlinearity == "gated_quadratic":
-            raise ValueError(
-                f"hidden_symmetry={self.hidden_symmetry!r} needs nonlinearity 'gated' or 'vector_neuron': "
-                f"GatedQuadratic is defined on full tensor fields only"
-            )
 
     def min_level(self) -> int:
         return len(self._types)

@@ -11,7 +11,7 @@ from escnn.nn import FieldType, GeometricTensor
 
 from ..filters import invariant_filters
 from ..groups import action_key, check_gspace, grid_to_escnn
-from ..representations import field_signature, tensor_field_info
+from ..representations import field_signature, symmetric_size, tensor_field_info, tensor_symmetry_info
 
 __all__ = [
     "check_types",
@@ -19,6 +19,7 @@ __all__ = [
     "field_keys",
     "describe_keys",
     "check_field_type",
+    "check_tensor_fields",
     "check_input",
     "check_dtype",
     "describe_signature",
@@ -130,6 +131,46 @@ def check_field_type(field_type, name: str = "in_type", owner: str = None) -> Tu
             hint = f" {owner} is defined on tensor fields only; for other fields use {ESCNN_ALTERNATIVES[owner]}."
         raise ValueError(f"{name}: {err}{hint}") from None
     return d, signature
+
+
+def check_tensor_fields(field_type, name: str = "in_type", owner: str = None) -> Tuple[int, list, Dict]:
+    """Check that ``field_type`` is an escnn FieldType of tensor fields, full or symmetric (traceless), on an accepted
+    gspace.
+
+    Returns ``(d, keys, sizes)``: ``keys`` one per field in channel order, ``(k, parity)`` for a full tensor field (as
+    :func:`check_field_type`) and ``(k, parity, symmetry)`` for one of
+    ``escnn_tensor.tensor_rep(gspace, k, parity, symmetry)`` with ``symmetry`` ``'symmetric'`` or
+    ``'symmetric_traceless'`` (``k >= 2``); ``sizes[key]`` is the field's number of channels. Other fields (escnn's
+    regular, irreducible, quotient representations, ...) raise ``ValueError`` naming them, ``name`` and, for a layer
+    ``owner`` of :data:`ESCNN_ALTERNATIVES`, the escnn module to use.
+    """
+    if not isinstance(field_type, FieldType):
+        raise TypeError(
+            f"{name} must be an escnn FieldType of tensor fields (escnn_tensor.tensor_type), got "
+            f"{type(field_type).__name__}"
+        )
+    d = check_gspace(field_type.gspace)
+    keys, bad, sizes = [], [], {}
+    for i, rep in enumerate(field_type.representations):
+        info = tensor_symmetry_info(rep, field_type.gspace)
+        if info is None:
+            bad.append(f"field {i} ({rep.name}, size {rep.size})")
+            continue
+        key = info[:2] if info[2] is None else info
+        keys.append(key)
+        sizes[key] = symmetric_size(d, key[0], info[2])
+    if bad:
+        hint = ""
+        if owner in ESCNN_ALTERNATIVES:
+            hint = (f" {owner} is defined on tensor fields (full, symmetric or symmetric traceless) only; for other "
+                    f"fields use {ESCNN_ALTERNATIVES[owner]}.")
+        raise ValueError(
+            f"{name}: FieldType holds fields that are not tensor fields: " + ", ".join(bad[:8])
+            + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+            + ". Accepted: representations from escnn_tensor.tensor_rep / tensor_type on this gspace (full, "
+            "'symmetric' or 'symmetric_traceless'), and the trivial representation (a scalar)." + hint
+        )
+    return d, keys, sizes
 
 
 def check_input_shape(input_shape, in_type: FieldType, d: int) -> Tuple[int, ...]:

@@ -4,7 +4,7 @@ family's ``nonlinearity='gated_quadratic'``).
 Math
 ----
 For a FieldType :math:`a` of tensor fields, let :math:`r` hold ``rank`` fields of every distinct ``(k, parity)``
-of :math:`a` (the *probes*). Per pixel:
+(and symmetry: full, symmetric or symmetric traceless) of :math:`a` (the *probes*). Per pixel:
 
 .. math::
 
@@ -37,7 +37,7 @@ from escnn.nn.modules.equivariant_module import EquivariantModule
 from .. import representations as _reps
 from ._conv import GeometricConv
 from ._field_ops import ACTIVATIONS
-from ._fields import check_field_type
+from ._fields import check_tensor_fields
 from ._gated import GatedNonLinearity
 from ._pointwise import PointwiseNonLinearity
 from ._tensor_product import NoQuadraticMapError, TensorProductNonLinearity
@@ -49,7 +49,9 @@ class GatedQuadratic(EquivariantModule):
     r"""``gate(x) + Q(beta(P x))`` on a FieldType of tensor fields (see the module docstring for the math).
 
     Args:
-        in_type: FieldType of tensor fields (2D or 3D, any orders and parities); ``out_type = in_type``.
+        in_type: FieldType of tensor fields (2D or 3D, any orders and parities; full, symmetric or symmetric
+            traceless, :func:`escnn_tensor.tensor_rep`); ``out_type = in_type``. The probes have the field types of
+            ``in_type``, symmetry included (a symmetric 2-tensor is probed by symmetric 2-tensors).
         activation: the gate's activation of the true scalars (a name of
             :data:`escnn_tensor.nn._field_ops.ACTIVATIONS`).
         rank: probe fields per distinct field type of ``in_type`` (``int >= 1``).
@@ -61,7 +63,7 @@ class GatedQuadratic(EquivariantModule):
 
     def __init__(self, in_type: FieldType, activation: str = "elu", rank: int = 1):
         super().__init__()
-        _, signature = check_field_type(in_type, "in_type", "GatedQuadratic")
+        _, signature, _ = check_tensor_fields(in_type, "in_type", "GatedQuadratic")
         if isinstance(rank, bool) or not isinstance(rank, int):
             raise TypeError(f"rank must be an int >= 1, got {rank!r} of type {type(rank).__name__}")
         if rank < 1:
@@ -70,8 +72,8 @@ class GatedQuadratic(EquivariantModule):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.in_type = self.out_type = in_type
         self.rank = rank
-        kinds: List[Tuple[int, int]] = list(dict.fromkeys(signature))
-        probes = _reps.tensor_type(in_type.gspace, [(k, p, rank) for k, p in kinds])
+        kinds: List[tuple] = list(dict.fromkeys(signature))  # (k, parity) or (k, parity, symmetry)
+        probes = _reps.tensor_type(in_type.gspace, [t[:2] + (rank,) + t[2:] for t in kinds])
         self.gate = GatedNonLinearity(in_type, function=activation)
         try:
             self.product = TensorProductNonLinearity(probes, in_type)

@@ -17,6 +17,14 @@ complete and non-redundant parametrisation is:
 - a field with itself: only the part symmetric in :math:`(A, B')` matters; its invariant tensors span the
   equivariant maps on :math:`\mathrm{Sym}^2(\mathbb{R}^{d^k})`, whose dimension is
   :math:`\frac{1}{|G|}\sum_g \chi_o(g) \frac{\chi_a(g)^2 + \chi_a(g^2)}{2}`.
+
+Symmetric and symmetric traceless fields (``tensor_rep(gspace, k, parity, symmetry)``) are subspaces of the full
+tensors, embedded isometrically by :math:`E` (:func:`escnn_tensor.representations.symmetric_basis`,
+:math:`E^T E = I`, :math:`\rho_{k,p}(g) E = E \rho'(g)`). For a type triple with such a field the invariant tensors
+of the full types are restricted, :math:`B' = E_o^T B (E_a \otimes E_b)`, and an orthonormal basis of their span is
+kept (Gram-Schmidt, dependent ones dropped). That span is every equivariant bilinear map between the subspaces: such
+a :math:`B'` extends to the equivariant :math:`E_o B' (E_a^T \otimes E_b^T)` of the full tensors, which restricts back
+to :math:`B'`. The counts above hold with the characters of the symmetric representations.
 """
 from __future__ import annotations
 
@@ -27,13 +35,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from escnn.nn import FieldType, GeometricTensor
+from scipy.linalg import solve_triangular
 from scipy.sparse.csgraph import connected_components
 from torch.nn import Parameter
 
 from .. import representations as _reps
 from ..filters import invariant_filters, num_invariant_filters
 from ._field_ops import TensorFieldModule, TypeGroups
-from ._fields import bias_basis, check_types
+from ._fields import bias_basis, check_any_types, check_tensor_fields
 from ._kernel import ExpansionCache, check_gain
 
 __all__ = ["TensorProductNonLinearity", "NoQuadraticMapError"]
@@ -47,8 +56,9 @@ _ENTRY_BYTES = 64  # working memory per (coefficient, weight) entry while the la
 _CHUNK_BYTES = 2**22  # forward: pairwise products are formed for at most this many bytes (x3) at once, cache-sized
 
 
-def _symmetric_basis(F: np.ndarray) -> np.ndarray:
-    """Orthonormal basis of the span of the parts of ``F`` (``(n, D_o, D, D)``) symmetric in the last two axes.
+def _symmetric_basis(F: np.ndarray, symmetrize: bool = True) -> np.ndarray:
+    """Orthonormal basis of the span of the parts of ``F`` (``(n, D_o, D, D)``) symmetric in the last two axes
+    (``symmetrize=False``: of the rows of ``F`` themselves, ``(n, D_o, D_a, D_b)``).
 
     Gram-Schmidt in the order of ``F`` (as an incremental Cholesky factorisation of the Gram matrix that drops
     dependent rows), run separately on each group of rows connected by nonzero inner products: rows that are
@@ -56,7 +66,7 @@ def _symmetric_basis(F: np.ndarray) -> np.ndarray:
     ``(r, D_o, D, D)``, rows in the order of the first row of ``F`` they come from.
     """
     n = F.shape[0]
-    S = 0.5 * (F + F.swapaxes(2, 3))
+    S = 0.5 * (F + F.swapaxes(2, 3)) if symmetrize else F
     rows = sp.csr_matrix(S.reshape(n, -1))
     G = (rows @ rows.T).toarray()
     _, label = connected_components(sp.csr_matrix(np.abs(G) > 1e-12), directed=False)
@@ -69,7 +79,7 @@ def _symmetric_basis(F: np.ndarray) -> np.ndarray:
             if G[j, j] <= 1e-10:
                 continue
             r = len(kept)
-            l = np.linalg.solve(L[:r, :r], G[kept, j]) if r else np.zeros(0)
+            l = solve_triangular(L[:r, :r], G[kept, j], lower=True) if r else np.zeros(0)
             res = G[j, j] - l @ l
             if res > 1e-10 * G[j, j]:
                 L[r, :r] = l
@@ -86,6 +96,35 @@ def _symmetric_basis(F: np.ndarray) -> np.ndarray:
     Q = np.stack([q for _, q in out])
     Q[np.abs(Q) < 1e-14] = 0.0
     return Q.reshape((len(out),) + F.shape[1:])
+
+
+def _describe(t) -> str:
+    """``(k, parity)`` or ``(k, parity, symmetry)`` as text (for messages)."""
+    return f"(k={t[0]}, parity={t[1]:+d}" + (f", {t[2]})" if len(t) == 3 else ")")
+
+
+def _embedding(d: int, t) -> Optional[np.ndarray]:
+    """The isometric embedding ``E`` (``(d**k, n)``, :func:`escnn_tensor.representations.symmetric_basis`) of a field
+    type ``(k, parity, symmetry)`` into the full tensors; ``None`` for a full type ``(k, parity)``."""
+    return None if len(t) == 2 else _reps.symmetric_basis(d, t[0], t[2])
+
+
+def _restrict(F: np.ndarray, embeddings) -> np.ndarray:
+    r"""An orthonormal basis of the bilinear maps ``E_o^T B (E_a x E_b)``, ``B`` in the span of the rows of ``F``
+    (``(n, d^{k_o}, d^{k_a}, d^{k_b})``), for the embeddings ``(E_o, E_a, E_b)`` (``None``: the identity).
+
+    ``F`` spans the equivariant bilinear maps of the full tensors, and the restriction is onto: an equivariant
+    ``B'`` between the subspaces extends to ``E_o B' (E_a^T x E_b^T)``, equivariant since ``rho(g) E = E rho'(g)``
+    and :math:`E^T 
+ho(g) = 
+ho'(g) E^T` (orthogonal representations), and restricts back to ``B'``. So the
+    result spans the equivariant bilinear maps between the subspaces. Returns ``(r, n_o, n_a, n_b)``.
+    """
+    for axis, E in enumerate(embeddings, start=1):
+        if E is not None:
+            F = np.moveaxis(np.tensordot(F, E, axes=([axis], [0])), -1, axis)
+    F[np.abs(F) < 1e-14] = 0.0
+    return _symmetric_basis(F, symmetrize=False)
 
 
 class TensorProductNonLinearity(TensorFieldModule):
@@ -128,8 +167,10 @@ class TensorProductNonLinearity(TensorFieldModule):
     (128 GiB) and the trivial group in 3D with order-3 fields (order 9: 2.9 GiB).
 
     Args:
-        in_type: FieldType of tensor fields.
-        out_type: FieldType of tensor fields on the same gspace (default: ``in_type``).
+        in_type: FieldType of tensor fields: full, symmetric or symmetric traceless (``tensor_rep(..., symmetry)``),
+            mixed; escnn's other fields (regular, irreps, ...) raise ``ValueError`` naming
+            ``escnn.nn.TensorProductModule``.
+        out_type: FieldType of such tensor fields on the same gspace (default: ``in_type``).
         bias: learn an invariant bias (default ``False``: a pure quadratic map).
         initialize: draw the weights as above (otherwise they are zero).
 
@@ -146,14 +187,18 @@ class TensorProductNonLinearity(TensorFieldModule):
         super().__init__()
         if out_type is None:
             out_type = in_type
-        self._set_types(in_type, out_type)
-        d, sig_in, sig_out = check_types(in_type, out_type, "TensorProductNonLinearity")
+        d, sig_in, sizes = check_tensor_fields(in_type, "in_type", "TensorProductNonLinearity")
+        _, sig_out, sizes_out = check_tensor_fields(out_type, "out_type", "TensorProductNonLinearity")
+        check_any_types(in_type, out_type)  # the same gspace
+        sizes.update(sizes_out)
+        self._sizes = None
+        self.d, self.in_type, self.out_type = d, in_type, out_type
         for name, flag in (("bias", bias), ("initialize", initialize)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True or False, got {flag!r}")
         self.space = in_type.gspace
-        gi = TypeGroups(sig_in, d)
-        go = TypeGroups(sig_out, d)
+        gi = TypeGroups(sig_in, d, sizes=sizes)
+        go = TypeGroups(sig_out, d, sizes=sizes)
         self._build(gi, go)
         self._build_bias(go, bias)
         self._cache = ExpansionCache()
@@ -200,13 +245,16 @@ class TensorProductNonLinearity(TensorFieldModule):
             offset += idx.size
             n_entries += size
 
-        for o, (ko, po) in enumerate(go.types):
+        for o, t_o in enumerate(go.types):
+            ko, po = t_o[:2]
             ch_o = go.channels(o)  # (m_o, D_o)
             m_o, D_o = ch_o.shape
             start_o = offset
-            for a, (ka, pa) in enumerate(gi.types):
+            for a, t_a in enumerate(gi.types):
+                ka, pa = t_a[:2]
                 for b in range(a, len(gi.types)):
-                    kb, pb = gi.types[b]
+                    t_b = gi.types[b]
+                    kb, pb = t_b[:2]
                     K, p = ko + ka + kb, po * pa * pb
                     n = num_invariant_filters(gs, 1, K, p)
                     if n == 0:
@@ -214,9 +262,14 @@ class TensorProductNonLinearity(TensorFieldModule):
                     _reps._check_memory(
                         self._call(), 8.0 * n * d**K,
                         f"{n} dense invariant tensors of order {K} ({d}^{K} entries each) for output type "
-                        f"(k={ko}, parity={po:+d}) from input types (k={ka}, parity={pa:+d}) x (k={kb}, parity={pb:+d})",
+                        f"{_describe(t_o)} from input types {_describe(t_a)} x {_describe(t_b)}",
                     )
-                    F = invariant_filters(gs, 1, K, p).numpy().reshape(n, D_o, d**ka, d**kb)
+                    F = invariant_filters(gs, 1, K, p).numpy().reshape(n, d**ko, d**ka, d**kb)
+                    if len(t_o) + len(t_a) + len(t_b) > 6:  # a symmetric field: restrict to its subspace
+                        F = _restrict(F, [_embedding(d, t) for t in (t_o, t_a, t_b)])
+                        n = F.shape[0]
+                        if n == 0:
+                            continue
                     norms = (F.reshape(n, -1) ** 2).sum(1)  # 1: the invariant tensors are orthonormal
                     ch_a, ch_b = gi.channels(a), gi.channels(b)
                     m_a, m_b = ch_a.shape[0], ch_b.shape[0]
@@ -272,9 +325,13 @@ class TensorProductNonLinearity(TensorFieldModule):
     def _build_bias(self, go: TypeGroups, bias: bool) -> None:
         rows, cols, vals = [], [], []
         offset = 0
+        gs = self.in_type.gspace
         if bias:
             for o, t in enumerate(go.types):
-                basis = bias_basis(self.in_type.gspace, t).numpy()  # (n_b, D_o)
+                if len(t) == 2:
+                    basis = bias_basis(gs, t).numpy()  # (n_b, D_o)
+                else:
+                    basis = bias_basis(gs, ("rep", None), _reps.tensor_rep(gs, *t)).numpy()
                 n_b = basis.shape[0]
                 if n_b == 0:
                     continue

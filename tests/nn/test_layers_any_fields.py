@@ -1,8 +1,8 @@
 """The pixelwise layers of escnn_tensor.nn on fields that are not full tensor fields (issue 17): symmetric and
 symmetric traceless tensors, escnn's irreps, regular and quotient fields, mixed with tensor fields. Norm-based layers
 accept every orthogonal representation; equivariance in float64 over every group element; the invariant subspaces the
-norms shift have the dimension of the character formula; the tensor-product layers refuse with the escnn module to
-use."""
+norms shift have the dimension of the character formula; the tensor-product layers refuse fields that are not
+tensor fields (full or symmetric) with the escnn module to use."""
 import numpy as np
 import pytest
 import torch
@@ -83,7 +83,10 @@ def test_norms_shift_the_invariant_subspace_of_every_field(d):
 
 @pytest.mark.parametrize("name", ["TensorProductNonLinearity", "GatedQuadratic"])
 def test_tensor_product_layers_refuse_with_the_escnn_module_to_use(name):
-    sym = et.tensor_type(GS[2], [(0, 1, 1), (2, 1, 1, "symmetric")])
-    with pytest.raises(ValueError, match="in_type") as err:
-        getattr(etnn, name)(sym)
+    """Symmetric tensor fields are accepted (tests/nn/test_tensor_product_symmetric.py); escnn's irreps are not."""
+    gs = GS[2]
+    ft = nn.FieldType(gs, list(et.tensor_type(gs, [(0, 1, 1), (2, 1, 1, "symmetric")]).representations)
+                      + [gs.fibergroup.irreps()[2]])
+    with pytest.raises(ValueError, match="in_type.*field 2") as err:
+        getattr(etnn, name)(ft)
     assert ESCNN_ALTERNATIVES[name] in str(err.value)

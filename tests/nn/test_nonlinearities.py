@@ -687,6 +687,18 @@ def quadratic_coefficients(layer, ft):
     return torch.cat([diag, cross]).T
 
 
+def quadratic_map_rank(layer, ft):
+    """The rank of weights -> monomial coefficients of a tensor-product layer on ``ft`` (one weight set to 1 at a
+    time; the layer's weights are left at the last one)."""
+    rows = []
+    with torch.no_grad():
+        for w in range(layer.weights.numel()):
+            layer.weights.zero_()
+            layer.weights[w] = 1.0
+            rows.append(quadratic_coefficients(layer, ft).reshape(-1))
+    return torch.linalg.matrix_rank(torch.stack(rows)).item()
+
+
 @pytest.mark.parametrize("d,spec", [(2, [(1, 1, 2), (0, -1, 1), (2, 1, 1), (0, 1, 1), (1, -1, 1), (2, -1, 1)]),
                                     (3, [(1, 1, 2), (0, -1, 1), (2, 1, 1)])])
 def test_tensor_product_maps_are_linearly_independent(d, spec):
@@ -694,15 +706,7 @@ def test_tensor_product_maps_are_linearly_independent(d, spec):
     With the count test and equivariance, the layer spans exactly the equivariant quadratic maps."""
     ft = et.tensor_type(GS[d], spec)
     layer = TensorProductNonLinearity(ft, initialize=False).double()
-    n = layer.weights.numel()
-    rows = []
-    with torch.no_grad():
-        for w in range(n):
-            layer.weights.zero_()
-            layer.weights[w] = 1.0
-            rows.append(quadratic_coefficients(layer, ft).reshape(-1))
-    M = torch.stack(rows)
-    assert torch.linalg.matrix_rank(M).item() == n
+    assert quadratic_map_rank(layer, ft) == layer.weights.numel()
     # and every coefficient the random layer uses is one an equivariant map may have: equivariance of a random one
     randomize(layer)
     assert_equivariant(layer, inp(ft, seed=22))
