@@ -44,6 +44,7 @@ __all__ = [
     "symmetric_size",
     "to_full_tensor",
     "from_full_tensor",
+    "full_field_type",
     "tensor_symmetry_info",
 ]
 
@@ -440,17 +441,178 @@ def symmetric_size(d: int, k: int, symmetry) -> int:
     return n
 
 
-def to_full_tensor(components, d: int, k: int, symmetry, dim: int = 1):
-    """Embed coordinates in :func:`symmetric_basis` into full tensors: axis ``dim`` of length ``n`` becomes ``d**k``
-    (row-major components). Works on torch tensors and numpy arrays; exact up to the rounding of ``E``'s entries."""
+def to_full_tensor(components, d=None, k: int = None, symmetry=None, dim: int = 1):
+    """Embed coordinates in :func:`symmetric_basis` into full tensors (``E c``; exact up to the rounding of ``E``'s
+    entries). Two forms:
+
+    - ``to_full_tensor(components, d, k, symmetry, dim=1)``: one tensor type; axis ``dim`` of length ``n`` becomes
+      ``d**k`` (row-major components).
+    - ``to_full_tensor(x, field_type=None, dim=1)``: every field of a FieldType at once. ``x`` is an escnn
+      ``GeometricTensor`` (``field_type`` omitted or ``x.type``; returns a ``GeometricTensor`` of
+      :func:`full_field_type`) or a torch tensor / numpy array whose axis ``dim`` has ``field_type.size`` entries
+      (returns the same kind, that axis of length ``full_field_type(field_type).size``). Symmetric (traceless)
+      fields become full tensors in their place, in channel order; full tensor fields are copied as they are (bit
+      for bit). Other fields (escnn's regular, irreps, ...) raise ``ValueError`` naming them.
+
+    Works on torch tensors (any device, differentiable) and numpy arrays.
+    """
+    if _field_type_form(components, d):
+        return _map_fields(components, d, dim, to_full=True)
     return _apply_basis(components, symmetric_basis(d, k, symmetry), dim)
 
 
-def from_full_tensor(full, d: int, k: int, symmetry, dim: int = 1):
-    """Coordinates in :func:`symmetric_basis` of full tensors (axis ``dim`` of length ``d**k`` becomes ``n``): the
-    orthogonal projection ``E^T T``, which inverts :func:`to_full_tensor` and, for a tensor without the symmetry,
-    gives the coordinates of its symmetric (traceless) part."""
+def from_full_tensor(full, d=None, k: int = None, symmetry=None, dim: int = 1, *, rtol: Optional[float] = None):
+    """Coordinates in :func:`symmetric_basis` of full tensors: the orthogonal projection ``E^T T``, which inverts
+    :func:`to_full_tensor` and, for a tensor without the symmetry, gives the coordinates of its symmetric
+    (traceless) part. Two forms, as :func:`to_full_tensor`:
+
+    - ``from_full_tensor(full, d, k, symmetry, dim=1)``: axis ``dim`` of length ``d**k`` becomes ``n``.
+    - ``from_full_tensor(x, field_type, dim=1, rtol=None)``: ``x`` holds the fields of
+      ``full_field_type(field_type)`` (a ``GeometricTensor`` of that type, or a tensor / array with that many entries
+      along ``dim``); returns the fields of ``field_type`` (a ``GeometricTensor`` of ``field_type``, or the same
+      kind). With ``rtol`` a number, a field whose full tensors leave the symmetric (traceless) subspace by more than
+      ``rtol`` times the largest ``|component|`` of that field (over the whole input) raises ``ValueError`` naming the
+      field and the deviation, instead of being projected (this reads the values: not for a forward pass).
+    """
+    if _field_type_form(full, d):
+        return _map_fields(full, d, dim, to_full=False, rtol=rtol)
+    if rtol is not None:
+        raise TypeError("from_full_tensor: rtol is for the field-type form from_full_tensor(x, field_type, ...)")
     return _apply_basis(full, symmetric_basis(d, k, symmetry).T, dim)
+
+
+def _field_type_form(x, d) -> bool:
+    from escnn.nn import GeometricTensor
+
+    return isinstance(d, FieldType) or (d is None and isinstance(x, GeometricTensor))
+
+
+def full_field_type(field_type: FieldType) -> FieldType:
+    """The FieldType with every symmetric (traceless) tensor field of ``field_type`` replaced by the full tensor field
+    of the same order and parity (``tensor_rep(gspace, k, parity)``), in place; ``field_type`` itself when it holds
+    full tensor fields only. ``ValueError`` naming the fields that are not tensor fields."""
+    if not isinstance(field_type, FieldType):
+        raise TypeError(f"field_type must be an escnn FieldType, got {type(field_type).__name__}")
+    gs = field_type.gspace
+    infos = _tensor_infos(field_type)
+    if all(info[2] is None for info in infos):
+        return field_type
+    return FieldType(gs, [tensor_rep(gs, k, p) if s is not None else rep
+                          for rep, (k, p, s) in zip(field_type.representations, infos)])
+
+
+def _tensor_infos(field_type: FieldType) -> List[Tuple[int, int, object]]:
+    """``(k, parity, symmetry)`` of every field (:func:`tensor_symmetry_info`); ``ValueError`` naming the others."""
+    return _field_infos(field_type, tensor_symmetry_info, "full, symmetric and symmetric traceless tensor fields "
+                        "(escnn_tensor.tensor_rep / tensor_type on this gspace) and the trivial representation (a "
+                        "scalar).")
+
+
+def _field_infos(field_type: FieldType, info, accepted: str) -> list:
+    """``info(rep, gspace)`` of every field of ``field_type`` in channel order; ``ValueError`` listing the fields for
+    which it is ``None`` (by index, name and size; the first 8) and saying what is ``accepted``."""
+    out, bad = [], []
+    for i, rep in enumerate(field_type.representations):
+        value = info(rep, field_type.gspace)
+        if value is None:
+            bad.append(f"field {i} ({rep.name}, size {rep.size})")
+        out.append(value)
+    if bad:
+        raise ValueError(
+            "FieldType holds fields that are not tensor fields: "
+            + ", ".join(bad[:8])
+            + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+            + ". Accepted: " + accepted
+        )
+    return out
+
+
+def _map_fields(x, field_type, dim: int, to_full: bool, rtol: Optional[float] = None):
+    """The field-type forms of :func:`to_full_tensor` / :func:`from_full_tensor`."""
+    from escnn.nn import GeometricTensor
+
+    wrap = isinstance(x, GeometricTensor)
+    if wrap:
+        if field_type is None and not to_full:
+            raise TypeError("from_full_tensor(x, field_type): give the field_type of the coordinates wanted")
+        if field_type is None:
+            field_type = x.type
+        full_type = full_field_type(field_type)
+        have = x.type
+        want = field_type if to_full else full_type
+        if have != want:
+            raise ValueError(
+                f"x is a GeometricTensor of {have.size} channels ({have}), but the field type given needs "
+                f"{'it' if to_full else 'the full tensor fields of it'}: {want.size} channels ({want})"
+            )
+        data, dim = x.tensor, 1
+    else:
+        full_type = full_field_type(field_type)
+        data = x
+    d = field_type.gspace.dimensionality
+    infos = _tensor_infos(field_type)
+    n_in = field_type.size if to_full else full_type.size
+    ndim = data.dim() if hasattr(data, "dim") else np.ndim(data)
+    if not -ndim <= dim < ndim or data.shape[dim] != n_in:
+        raise ValueError(f"axis dim={dim} of x must have {n_in} entries (the fields' channels), got shape "
+                         f"{tuple(data.shape)}")
+    dim = dim % ndim
+    pieces, start, run = [], 0, 0  # run: channels of consecutive full fields, copied as one slice
+
+    def take(a, b):
+        index = (slice(None),) * dim + (slice(a, b),)
+        return data[index]
+
+    for i, (rep, (k, p, s)) in enumerate(zip(field_type.representations, infos)):
+        n_full, n_sym = d**k, rep.size
+        if s is None:
+            run += n_full
+            continue
+        if run:
+            pieces.append(take(start, start + run))
+            start += run
+            run = 0
+        E = symmetric_basis(d, k, s)
+        if to_full:
+            pieces.append(_apply_basis(take(start, start + n_sym), E, dim))
+            start += n_sym
+            continue
+        block = take(start, start + n_full)
+        coords = _apply_basis(block, E.T, dim)
+        if rtol is not None:
+            _check_in_subspace(block, _apply_basis(coords, E, dim), rtol, i, k, p, s)
+        pieces.append(coords)
+        start += n_full
+    if run:
+        pieces.append(take(start, start + run))
+    if len(pieces) == 1:
+        out = pieces[0]
+    elif isinstance(data, np.ndarray):
+        out = np.concatenate(pieces, axis=dim)
+    else:
+        import torch
+
+        out = torch.cat(pieces, dim=dim)
+    if wrap:
+        return GeometricTensor(out, full_type if to_full else field_type, coords=x.coords)
+    return out
+
+
+def _check_in_subspace(block, back, rtol: float, i: int, k: int, p: int, symmetry: str) -> None:
+    """``ValueError`` if the full tensors ``block`` differ from their projection ``back`` by more than ``rtol`` times
+    the largest ``|component|`` of ``block``."""
+    if isinstance(block, np.ndarray):
+        dev, scale = float(np.abs(block - back).max(initial=0.0)), float(np.abs(block).max(initial=0.0))
+    else:
+        dev = float((block - back).abs().max()) if block.numel() else 0.0
+        scale = float(block.abs().max()) if block.numel() else 0.0
+    if not dev <= rtol * scale:  # (NaN deviations refused too)
+        raise ValueError(
+            f"field {i} (k={k}, parity={p:+d}, {symmetry}): the full tensors given are not {symmetry.replace('_', ' ')}: "
+            f"they leave that subspace by up to {dev:.3g}, more than rtol={rtol:g} times their largest |component| "
+            f"{scale:.3g}. To project onto it instead: from_full_tensor(x, field_type) without rtol, or "
+            f"to_geometric_tensor(..., project=True); or use a full tensor type"
+        )
 
 
 def _apply_basis(x, M: np.ndarray, dim: int):
@@ -757,18 +919,5 @@ def field_signature(field_type: FieldType) -> List[Tuple[int, int]]:
             f"field_signature: field_type must be an escnn FieldType (e.g. from escnn_tensor.tensor_type), got "
             f"{type(field_type).__name__}"
         )
-    out, bad = [], []
-    for i, rep in enumerate(field_type.representations):
-        info = tensor_field_info(rep, field_type.gspace)
-        if info is None:
-            bad.append(f"field {i} ({rep.name}, size {rep.size})")
-        out.append(info)
-    if bad:
-        raise ValueError(
-            "FieldType holds fields that are not tensor fields: "
-            + ", ".join(bad[:8])
-            + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
-            + ". Accepted: representations from escnn_tensor.tensor_rep / tensor_type on this gspace, and the "
-            "trivial representation (a scalar)."
-        )
-    return out
+    return _field_infos(field_type, tensor_field_info, "representations from escnn_tensor.tensor_rep / tensor_type "
+                        "on this gspace, and the trivial representation (a scalar).")

@@ -16,17 +16,25 @@ Layouts
 Both directions are pure re-indexing (reshape, permute, flip, concatenate/split), so they are bit-exact and
 differentiable, and they commute exactly with the group:
 ``to_geometric_tensor(mi.times_group_element(g), gs) == to_geometric_tensor(mi, gs).transform(g)``.
+
+Symmetric and symmetric traceless fields (``tensor_rep(gspace, k, parity, symmetry)``): a MultiImage, like ginjax,
+stores full tensors, so :func:`from_geometric_tensor` embeds such fields into full tensors of key ``(k, parity)``
+(:func:`escnn_tensor.representations.to_full_tensor`), and :func:`to_geometric_tensor` to a target type with such
+fields takes the coordinates of the full tensors in the symmetric basis after checking that they are symmetric
+(traceless) to a tolerance; a full tensor that is not raises ``ValueError`` (``project=True`` projects onto the
+subspace instead). These steps multiply by the basis (entries such as :math:`1/\sqrt 2`), so they are exact to
+rounding (about 1e-16 relative in float64), not bit for bit; they commute with the group to rounding.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from escnn.gspaces import GSpace
 from escnn.nn import FieldType, GeometricTensor
 
 from ..groups import check_gspace, escnn_to_grid, grid_to_escnn
-from ..representations import field_signature, tensor_type
+from ..representations import field_signature, from_full_tensor, full_field_type, tensor_type, to_full_tensor
 from .multi_image import MultiImage
 
 __all__ = ["to_geometric_tensor", "from_geometric_tensor", "multi_image_field_type"]
@@ -63,7 +71,8 @@ def _field_order(canonical: FieldType, target: FieldType) -> List[int]:
     return [queues[key].pop(0) for key in want]
 
 
-def to_geometric_tensor(multi_image: MultiImage, target: Union[GSpace, FieldType]) -> GeometricTensor:
+def to_geometric_tensor(multi_image: MultiImage, target: Union[GSpace, FieldType], *, project: bool = False,
+                        rtol: Optional[float] = None) -> GeometricTensor:
     """Lay a ``MultiImage`` out as an escnn ``GeometricTensor``.
 
     Args:
@@ -73,7 +82,15 @@ def to_geometric_tensor(multi_image: MultiImage, target: Union[GSpace, FieldType
             :func:`multi_image_field_type`; or a ``FieldType`` of tensor fields on such a gspace (e.g. a
             hand-built ``tensor_type(gs, [(2, +1, 1), (0, +1, 1)])``): the fields come in *its* order and the
             result has exactly this type. Channel ``c`` of key ``(k, parity)`` becomes the ``c``-th field of type
-            ``(k, parity)`` in the type's order (the inverse of :func:`from_geometric_tensor`).
+            ``(k, parity)`` in the type's order (the inverse of :func:`from_geometric_tensor`). A symmetric or
+            symmetric traceless field of the type (``tensor_rep(gspace, k, parity, symmetry)``) takes a full tensor
+            channel of key ``(k, parity)`` and holds its coordinates in
+            :func:`escnn_tensor.representations.symmetric_basis`.
+        project: for the symmetric (traceless) fields of a target type: ``False`` (default) checks that every full
+            tensor lies in the subspace, up to ``rtol`` times the largest ``|component|`` of that field, and raises
+            ``ValueError`` naming the field otherwise (no data is silently dropped); ``True`` projects onto the
+            subspace (the symmetric, traceless part) without a check.
+        rtol: the tolerance of that check; default 1e-10 for float64 data and 1e-5 otherwise.
 
     Returns:
         ``GeometricTensor`` of shape ``(B, sum_keys C * D**k, N, ..., N)`` in escnn's layout. ``is_torus`` is not
@@ -83,8 +100,13 @@ def to_geometric_tensor(multi_image: MultiImage, target: Union[GSpace, FieldType
         TypeError: ``multi_image`` is not a MultiImage or ``target`` neither a GSpace nor a FieldType.
         ValueError: the dimensions differ, or the type's fields cannot be matched to the data's: a ``(k, parity)``
             whose number of fields differs from the MultiImage's channel count (a missing or extra key included),
-            or fields that are not tensor fields. The message lists both.
+            or fields that are not tensor fields. The message lists both. Also: a full tensor that is not symmetric
+            (traceless) for a symmetric (traceless) field of the target, with ``project=False``.
     """
+    if not isinstance(project, bool):
+        raise TypeError(f"project must be True or False, got {project!r}")
+    if rtol is not None and (isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not rtol >= 0):
+        raise ValueError(f"rtol must be a number >= 0 or None, got {rtol!r}")
     if not isinstance(multi_image, MultiImage):
         raise TypeError(f"multi_image must be an escnn_tensor.MultiImage, got {type(multi_image).__name__}")
     if isinstance(target, FieldType):
@@ -104,6 +126,13 @@ def to_geometric_tensor(multi_image: MultiImage, target: Union[GSpace, FieldType
             f"to_geometric_tensor needs a MultiImage with the (batch, channels) leading axes, got "
             f"{multi_image.n_leading} leading axes (combine_axes merges extra ones; an empty MultiImage has none)"
         )
+    if isinstance(target, FieldType):
+        full = full_field_type(target)  # ValueError naming fields that are not tensor fields
+        if full is not target:
+            gt = to_geometric_tensor(multi_image, full)
+            if rtol is None:
+                rtol = 1e-10 if gt.tensor.dtype == torch.float64 else 1e-5
+            return from_full_tensor(gt, target, rtol=None if project else rtol)
     canonical = multi_image_field_type(multi_image, gspace)
     order = None if target is gspace else _field_order(canonical, target)
     blocks = []
@@ -133,7 +162,9 @@ def from_geometric_tensor(
             (:func:`escnn_tensor.tensor_rep`; escnn's trivial representation counts as ``(0, +1)``), in any
             order: fields with the same ``(k, parity)`` become the channels of that key, in the order they
             appear. For a type laid out in canonical order (as :func:`to_geometric_tensor` makes) the round
-            trip is the identity, bit for bit.
+            trip is the identity, bit for bit. Symmetric and symmetric traceless fields are embedded into full
+            tensors (:func:`escnn_tensor.representations.to_full_tensor`) and become channels of key
+            ``(k, parity)`` like full ones; ``to_geometric_tensor(mi, gt.type)`` gives them back (to rounding).
         is_torus: the ``is_torus`` of the result.
 
     Raises:
@@ -142,8 +173,10 @@ def from_geometric_tensor(
     """
     if not isinstance(gt, GeometricTensor):
         raise TypeError(f"gt must be an escnn GeometricTensor, got {type(gt).__name__}")
+    d = check_gspace(gt.type.gspace)
+    if full_field_type(gt.type) is not gt.type:  # (ValueError naming fields that are not tensor fields)
+        gt = to_full_tensor(gt)
     ft = gt.type
-    d = check_gspace(ft.gspace)
     keys = field_signature(ft)  # raises ValueError naming non-tensor fields
     x = escnn_to_grid(gt.tensor, d)  # (B, channels, N..) in grid layout
     B = x.shape[0]

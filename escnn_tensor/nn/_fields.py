@@ -11,7 +11,7 @@ from escnn.nn import FieldType, GeometricTensor
 
 from ..filters import invariant_filters
 from ..groups import action_key, check_gspace, grid_to_escnn
-from ..representations import field_signature, symmetric_size, tensor_field_info, tensor_symmetry_info
+from ..representations import _tensor_infos, field_signature, symmetric_size, tensor_field_info
 
 __all__ = [
     "check_types",
@@ -150,26 +150,16 @@ def check_tensor_fields(field_type, name: str = "in_type", owner: str = None) ->
             f"{type(field_type).__name__}"
         )
     d = check_gspace(field_type.gspace)
-    keys, bad, sizes = [], [], {}
-    for i, rep in enumerate(field_type.representations):
-        info = tensor_symmetry_info(rep, field_type.gspace)
-        if info is None:
-            bad.append(f"field {i} ({rep.name}, size {rep.size})")
-            continue
-        key = info[:2] if info[2] is None else info
-        keys.append(key)
-        sizes[key] = symmetric_size(d, key[0], info[2])
-    if bad:
+    try:
+        infos = _tensor_infos(field_type)
+    except ValueError as err:
         hint = ""
         if owner in ESCNN_ALTERNATIVES:
             hint = (f" {owner} is defined on tensor fields (full, symmetric or symmetric traceless) only; for other "
                     f"fields use {ESCNN_ALTERNATIVES[owner]}.")
-        raise ValueError(
-            f"{name}: FieldType holds fields that are not tensor fields: " + ", ".join(bad[:8])
-            + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
-            + ". Accepted: representations from escnn_tensor.tensor_rep / tensor_type on this gspace (full, "
-            "'symmetric' or 'symmetric_traceless'), and the trivial representation (a scalar)." + hint
-        )
+        raise ValueError(f"{name}: {err}{hint}") from None
+    keys = [info[:2] if info[2] is None else info for info in infos]
+    sizes = {key: symmetric_size(d, key[0], key[2] if len(key) == 3 else None) for key in keys}
     return d, keys, sizes
 
 
