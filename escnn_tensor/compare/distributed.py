@@ -18,6 +18,7 @@ Conventions (what makes N processes compute what one process computes):
 """
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Optional
 
@@ -85,12 +86,22 @@ class Distributed:
 
             dist.barrier(group=self.group)
 
-    def close(self) -> None:
-        """Leave the process group this object joined (a no-op on one process or for a group joined elsewhere)."""
+    def close(self, clean: bool = True) -> None:
+        """Leave the process group this object joined (a no-op on one process or for a group joined elsewhere).
+
+        ``clean`` (the run ended normally on this process): first wait for every process (a barrier: no process
+        tears its group down while another still talks to it) and collect the garbage (DistributedDataParallel's
+        reducers hold the group and live in reference cycles; freed at interpreter exit, after the group, they
+        abort the process). After an error the barrier is skipped, since the other processes may never reach it."""
         if self.is_distributed and self.owns_group:
+            import gc
+
             import torch.distributed as dist
 
             if dist.is_initialized():
+                if clean:
+                    dist.barrier(group=self.group)
+                gc.collect()
                 dist.destroy_process_group()
 
     def sync_batch_norm(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -111,7 +122,10 @@ class Distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        # buffers: TensorBatchNorm all-reduces its own statistics; torch's BatchNorm keeps per-process ones on the CPU
+        sync = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+        return DistributedDataParallel(model, device_ids=ids,
+                                       **({"forward_sync_buffers": False} if sync else {"broadcast_buffers": False}))
 
     def __repr__(self) -> str:
         return f"Distributed(rank={self.rank}, world_size={self.world_size}, local_rank={self.local_rank})"

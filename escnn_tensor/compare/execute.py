@@ -125,6 +125,30 @@ def read_row(path: Path) -> Dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+def finished_row(out: Path, row: RowSpec, rollout: Optional[int]) -> Optional[Dict[str, Any]]:
+    """The result row of ``row`` read from its job file ``DIR/jobs/<row id>.json`` when a finished run wrote it for
+    exactly this row (the same job specs) with its prediction file, and with ``rollout`` steps of rollout errors
+    when ``rollout`` is given (none when it is ``None``); ``None`` otherwise (absent, unreadable or another row's).
+    ``--resume`` takes such rows as they are: a finished row needs neither its checkpoints nor its data."""
+    path = row_path(out, row)
+    try:
+        job = read_row(path)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(job, dict) or job.get("row_id") != row.row_id or not isinstance(job.get("row"), dict):
+        return None
+    specs = json.loads(json.dumps([j.to_dict() for j in row.jobs]))
+    if [j.get("spec") for j in job.get("jobs", []) if isinstance(j, dict)] != specs:
+        return None
+    result = job["row"]
+    errors = result.get("rollout_errors")
+    if (errors is None) != (rollout is None) or (errors is not None and len(errors) != rollout):
+        return None
+    if not (Path(out) / "predictions" / f"{result.get('job')}.pt").exists():
+        return None
+    return result
+
+
 def run_row(
     row: RowSpec,
     splits,

@@ -42,7 +42,7 @@ import torch
 
 from .._io import DirectoryLockedError, lock_directory
 from .config import CompareConfig, ConfigError, check_config, train_sizes
-from .execute import run_row, write_json
+from .execute import finished_row, row_path, run_row, write_json
 from .merge import collect, write_results
 from .plan import label, parse_shard, plan, shard, variants
 from .runtime import Runtime, make_runtime
@@ -70,8 +70,10 @@ def run_comparison(
     ``config.device``, ``config.amp``, ``config.compile`` say where and how (:mod:`~escnn_tensor.compare.runtime`);
     under ``torchrun`` the processes train each job together and only rank 0 writes.
     ``config.threads`` (if not ``None``) sets torch's CPU threads for the run (restored afterwards).
-    With ``config.resume`` finished jobs are read back from their checkpoints and unfinished ones continue from
-    their last epoch; without it every job starts afresh (old checkpoints are overwritten).
+    With ``config.resume`` a row whose job file a finished run wrote (``DIR/jobs/<row id>.json``, with its
+    prediction) is taken as it is, without its data or checkpoints; finished jobs of other rows are read back from
+    their checkpoints and unfinished ones continue from their last epoch; without it every job starts afresh (old
+    checkpoints are overwritten).
     Raises :class:`~escnn_tensor.compare.config.ConfigError` (one line) for bad settings, before anything is
     trained or when ``config.out`` holds the results of another sweep (they are never overwritten; the same sweep
     is run again, or continued with ``resume``), and ``escnn_tensor._io.DirectoryLockedError`` when another run
@@ -104,10 +106,12 @@ def run_comparison(
                 log(f"{runtime.dist.world_size} processes, global batch {config.batch_size}, device "
                     f"{runtime.device}" + ("; torch's BatchNorm (plain, steerable families) keeps per-process "
                                            "statistics on the CPU" if runtime.device.type == "cpu" else ""))
-            return _run(config, log, interrupt_after, runtime)
+            rows = _run(config, log, interrupt_after, runtime)
+        runtime.dist.close()
+        return rows
     finally:
         torch.set_num_threads(threads)
-        runtime.dist.close()
+        runtime.dist.close(clean=False)  # after an error (a no-op when closed above)
 
 
 def _other_sweep(config: CompareConfig):
@@ -175,6 +179,14 @@ def _run(config: CompareConfig, log, interrupt_after, runtime: Runtime) -> List[
     splits = {}
     for r in mine:
         s = r.spec
+        if config.resume:  # a row a finished run wrote is taken as it is (no data, no checkpoints needed)
+            steps = config.rollout if config.rollout is not None and has_trajectories(tasks[s.task]) else None
+            done = finished_row(out, r, steps) if writer else None
+            done = runtime.dist.broadcast_object(done)
+            if done is not None:
+                rows.append(done)
+                log(f"[resume] {r.row_id}: finished, read from {row_path(out, r)}")
+                continue
         if s.task not in splits:
             t0 = time.perf_counter()
             splits = {s.task: to_device(preloaded[s.task] if s.task in preloaded else data(s.task), runtime.device)}

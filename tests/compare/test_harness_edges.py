@@ -165,6 +165,56 @@ def test_resume_says_which_jobs_it_continued(tmp_path, data_dir, uninterrupted):
     assert _rows(out) == _rows(uninterrupted)
 
 
+def test_resume_takes_finished_rows_from_their_job_files(tmp_path, data_dir, uninterrupted):
+    """A finished row's job file is enough to resume (checkpoints are large and not kept with the results): the row
+    is read, not retrained, and the results equal the uninterrupted run's, timings included."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted, out, ignore=shutil.ignore_patterns(".lock"))
+    shutil.rmtree(out / "checkpoints")
+    lines = []
+    run_comparison(_config(out, data_dir, "--resume"), log=lines.append)
+    (row,) = [p.stem for p in (out / "jobs").glob("*.json")]
+    assert f"[resume] {row}: finished, read from {out / 'jobs' / (row + '.json')}" in lines
+    assert not list((out / "checkpoints").glob("*.pt"))  # nothing was trained
+    assert json.loads((out / "results.json").read_text()) == json.loads((uninterrupted / "results.json").read_text())
+
+
+@pytest.mark.parametrize("change", ["other-spec", "no-prediction", "rollout-asked", "unreadable"])
+def test_resume_retrains_a_row_whose_job_file_does_not_match(change, tmp_path, data_dir, uninterrupted):
+    """finished_row refuses a job file of another row, one without its prediction, one without the rollout errors
+    asked for, and an unreadable one: such rows are trained again, never taken as they are."""
+    import shutil
+
+    from escnn_tensor.compare.execute import finished_row
+    from escnn_tensor.compare.plan import plan
+
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted, out, ignore=shutil.ignore_patterns(".lock"))
+    (r,) = plan(_config(out, data_dir))
+    path = out / "jobs" / f"{r.row_id}.json"
+    assert finished_row(out, r, None) is not None  # the control: the untouched job file is taken
+    steps = None
+    if change == "other-spec":
+        job = json.loads(path.read_text())
+        job["jobs"][0]["spec"]["epochs"] = 2
+        path.write_text(json.dumps(job))
+    elif change == "no-prediction":
+        for p in (out / "predictions").glob("*.pt"):
+            p.unlink()
+    elif change == "rollout-asked":
+        steps = 3
+    else:
+        path.write_text(path.read_text()[:40])
+    assert finished_row(out, r, steps) is None
+    if change != "rollout-asked":  # gravity has no trajectories: the harness never asks it for rollouts
+        lines = []
+        run_comparison(_config(out, data_dir, "--resume"), log=lines.append)
+        assert not [l for l in lines if "finished, read from" in l]
+        assert _rows(out) == _rows(uninterrupted)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # one run per output directory
 
