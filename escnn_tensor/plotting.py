@@ -5,8 +5,10 @@ an array of shape ``(N,)*D + (D,)*k`` whose array axis ``i`` runs along ``+x_i``
 the tensor components over ``(x, y[, z])``. The pixel with array index ``(i, j)`` is drawn at ``(x, y) = (i, j)``:
 **+x to the right and +y up**. Scalars are heatmaps, vectors arrows, 2-tensors glyphs (ellipse of the symmetric
 part, principal axes coloured by sign, circular arrow for the antisymmetric part), higher orders the norm; 3D
-images are drawn as x-y slices. What exactly is drawn, with colours, scales and 3D conventions, is in
-``docs/plotting.md``. The module never selects a matplotlib backend.
+images are drawn as x-y slices. Symmetric and symmetric traceless tensors given by their coordinates in
+:func:`escnn_tensor.representations.symmetric_basis` (``symmetry=``) are made full and drawn the same way. What exactly
+is drawn, with colours, scales and 3D conventions, is in ``docs/plotting.md``. The module never selects a matplotlib
+backend.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .groups import check_dimension, is_integer
-from .representations import check_parity
+from .representations import check_order, check_parity, check_symmetry, symmetric_size, to_full_tensor
 
 __all__ = ["plot_image", "plot_images", "field_name"]
 
@@ -82,6 +84,23 @@ def field_name(k: int, parity: int) -> str:
     if k == 1:
         return "vector" if parity == 1 else "pseudovector"
     return f"order-{k} " + ("tensor" if parity == 1 else "pseudotensor")
+
+
+def _full_from_symmetric(arr: np.ndarray, D: int, order: int, symmetry: str) -> np.ndarray:
+    """Coordinates ``(N,)*D + (n,)`` of symmetric (traceless) order-``order`` tensors -> full tensors
+    ``(N,)*D + (D,)*order`` (:func:`escnn_tensor.representations.to_full_tensor`); ValueError naming the shape."""
+    n = symmetric_size(D, order, symmetry)
+    if arr.ndim != D + 1 or len(set(arr.shape[:D])) != 1 or arr.shape[0] == 0 or arr.shape[-1] != n:
+        raise ValueError(
+            f"data of a {symmetry} order-{order} tensor image must have shape (N,)*{D} + ({n},) (its {n} coordinates "
+            f"in escnn_tensor.representations.symmetric_basis({D}, {order}, {symmetry!r}) on the last axis), got "
+            f"shape {tuple(arr.shape)}"
+        )
+    return to_full_tensor(arr, D, order, symmetry, dim=-1).reshape(arr.shape[:D] + (D,) * order)
+
+
+def _symmetric_title(symmetry: str, order: int, parity: int) -> str:
+    return symmetry.replace("_", " ") + " " + field_name(order, parity)
 
 
 def _sym_limit(values: np.ndarray, vmax: Optional[float]) -> float:
@@ -271,6 +290,8 @@ def plot_image(
     colorbar: bool = True,
     z_slices: Union[None, int, Sequence[int]] = None,
     max_glyphs: int = 24,
+    symmetry: Optional[str] = None,
+    order: int = 2,
 ) -> Axes:
     r"""Plot one scalar, vector or tensor image (see the module docs for what each order looks like).
 
@@ -290,6 +311,13 @@ def plot_image(
         z_slices: ``D = 3`` only: the ``z`` index (or indices) of the slices to show; default up to three,
             evenly spaced from the first to the last.
         max_glyphs: at most this many arrows / glyphs along each axis (``stride = ceil(N / max_glyphs)``).
+        symmetry: ``None`` (``data`` holds full tensors), or ``'symmetric'`` / ``'symmetric_traceless'``: ``data``
+            has shape ``(N,)*D + (n,)``, the ``n`` coordinates of a symmetric (traceless) tensor of order ``order``
+            in :func:`escnn_tensor.representations.symmetric_basis` (a field of ``tensor_rep(gs, order, parity,
+            symmetry)`` in grid layout; 2D order 2: ``(T_xx, sqrt2 T_xy, T_yy)``), drawn as the full tensor (for
+            order 2 the glyphs of a 2-tensor, without a rotation mark: the antisymmetric part is zero); default
+            title e.g. ``"symmetric order-2 tensor"``.
+        order: the tensor order of such coordinates (default 2; ignored without ``symmetry``).
 
     Returns:
         The Axes. Artists: heatmaps in ``ax.images``; arrows are a ``Quiver`` in ``ax.collections`` (its ``U, V``
@@ -301,7 +329,17 @@ def plot_image(
     """
     D = check_dimension(D, "D")
     parity = check_parity(parity)
+    symmetry = check_symmetry(symmetry)
     arr = _as_array(data)
+    if symmetry is not None:
+        order = check_order(order, "order")
+        if order < 2:
+            raise ValueError(f"order must be >= 2 with symmetry={symmetry!r} (orders 0 and 1 are symmetric), got {order}")
+        arr = _full_from_symmetric(arr, D, order, symmetry)
+        if title is None:
+            title = _symmetric_title(symmetry, order, parity) + (" (x-y slices)" if D == 3 else "")
+            if order >= 3:
+                title += ": |T| (Frobenius norm) shown"
     N, k = _image_order(arr.shape, D)
     if D == 2 and z_slices is not None:
         raise ValueError(f"z_slices selects slices of 3D images; got z_slices={z_slices!r} for D=2")
@@ -389,9 +427,11 @@ def plot_images(
     """Plot several images in a grid of Axes, one per item, with :func:`plot_image`.
 
     Args:
-        items: a non-empty sequence of ``(data, parity)`` or ``(data, parity, title)`` (``title`` may be
-            ``None`` for the default), every ``data`` in grid layout ``(N,)*D + (D,)*k`` with the same ``D``
-            (``N`` and ``k`` may differ).
+        items: a non-empty sequence of ``(data, parity)``, ``(data, parity, title)`` (``title`` may be
+            ``None`` for the default) or ``(data, parity, title, symmetry)``, every ``data`` in grid layout
+            ``(N,)*D + (D,)*k`` with the same ``D`` (``N`` and ``k`` may differ), or, with ``symmetry``
+            ``'symmetric'`` / ``'symmetric_traceless'``, the coordinates ``(N,)*D + (n,)`` of symmetric (traceless)
+            2-tensors (or of order ``order``, a keyword passed on) as :func:`plot_image` takes them.
         ncols: Axes per row; default ``min(len(items), 4)`` in 2D and ``min(len(items), 2)`` in 3D.
         D: 2 or 3; default: inferred from the shapes (an error if they fit both or neither).
         figsize: default 5 x 3.8 inches per 2D Axes.
@@ -402,11 +442,28 @@ def plot_images(
     """
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) or len(items) == 0:
         raise ValueError(f"items must be a non-empty sequence of (data, parity, title) tuples, got {items!r:.80}")
+    order = kwargs.pop("order", 2)
+    arrays, titles = [], []
     for i, it in enumerate(items):
-        if not isinstance(it, (tuple, list)) or len(it) not in (2, 3):
-            raise ValueError(f"items[{i}] must be a (data, parity) or (data, parity, title) tuple, got {it!r:.80}")
-    arrays = [_as_array(it[0]) for it in items]
+        if not isinstance(it, (tuple, list)) or len(it) not in (2, 3, 4):
+            raise ValueError(f"items[{i}] must be a (data, parity), (data, parity, title) or (data, parity, title, "
+                             f"symmetry) tuple, got {it!r:.80}")
+        arr = _as_array(it[0])
+        title = it[2] if len(it) >= 3 else None
+        if len(it) == 4 and it[3] is not None:  # symmetric coordinates: made full here, so D is inferred as usual
+            try:
+                symmetry = check_symmetry(it[3])
+                order = check_order(order, "order")
+                arr = _full_from_symmetric(arr, arr.ndim - 1 if D is None else check_dimension(D, "D"), order, symmetry)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"items[{i}]: {err}") from None
+            if title is None:
+                title = (_symmetric_title(symmetry, order, check_parity(it[1])),)  # completed once D is known
+        arrays.append(arr)
+        titles.append(title)
     D = _infer_D([a.shape for a in arrays]) if D is None else check_dimension(D, "D")
+    suffix = (" (x-y slices)" if D == 3 else "") + (": |T| (Frobenius norm) shown" if order >= 3 else "")
+    titles = [t[0] + suffix if isinstance(t, tuple) else t for t in titles]
     if ncols is None:
         ncols = min(len(items), 4 if D == 2 else 2)
     if not is_integer(ncols) or ncols < 1:
@@ -422,6 +479,5 @@ def plot_images(
         if i >= len(items):
             ax.set_axis_off()
             continue
-        title = items[i][2] if len(items[i]) == 3 else None
-        plot_image(arrays[i], items[i][1], D, ax=ax, title=title, **kwargs)
+        plot_image(arrays[i], items[i][1], D, ax=ax, title=titles[i], **kwargs)
     return fig
