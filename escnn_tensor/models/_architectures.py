@@ -14,13 +14,14 @@ from typing import List, Optional, Sequence
 import torch
 
 from ._base import TensorFieldModel, _positive_int
-from ._families import Family
+from ._families import Chain, Family
 
 __all__ = ["ResNet", "DilResNet", "UNet"]
 
 
 def _seq(*layers: Optional[torch.nn.Module]) -> torch.nn.Sequential:
-    return torch.nn.Sequential(*[m for m in layers if m is not None])
+    """The layers that are not None, in order, as a :class:`Chain` (a ``Sequential`` fusing norm -> gate pairs)."""
+    return Chain(*[m for m in layers if m is not None])
 
 
 def _conv_block(fam: Family, a, b, kernel_size: int, dilation: int = 1) -> List:

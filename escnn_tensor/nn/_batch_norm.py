@@ -220,11 +220,11 @@ class TensorBatchNorm(FieldMapsModule):
         unbiased = var * nd / (nd - self._field_n_invariant)
         if self.momentum is None:
             factor = 1.0 / self.num_batches_tracked.to(self.running_var.dtype)
-            self.running_mean.mul_(1 - factor).add_(coeff.detach() * factor)
-            self.running_var.mul_(1 - factor).add_(unbiased.detach() * factor)
         else:
-            self.running_mean.mul_(1 - self.momentum).add_(coeff.detach(), alpha=self.momentum)
-            self.running_var.mul_(1 - self.momentum).add_(unbiased.detach(), alpha=self.momentum)
+            factor = self.momentum
+        # running + factor (batch - running): one operation per statistic
+        self.running_mean.lerp_(coeff.detach(), factor)
+        self.running_var.lerp_(unbiased.detach(), factor)
 
     def extra_repr(self) -> str:
         return (

@@ -1,0 +1,160 @@
+"""TensorBatchNorm -> GatedNonLinearity as one autograd node (``batch_norm_gate``, ``_NormGate``) equals the two
+layers: outputs, running statistics and every first derivative to float64 rounding, for every named activation it
+fuses, mixed 2D / 3D types, zero fields (clamped gate norms), with and without affine parameters and gate bias;
+gradcheck and gradgradcheck (second derivatives through the traced references); the geometric ResNet (which fuses its
+pairs) is exactly equivariant in training mode over every group element; the cases it cannot fuse fall back."""
+import copy
+
+import pytest
+import torch
+from escnn.nn import GeometricTensor
+
+import escnn_tensor as et
+from escnn_tensor.models import ResNet
+from escnn_tensor.nn import GatedNonLinearity, TensorBatchNorm
+from escnn_tensor.nn._norm_gate import _ACTIVATION_BACKWARD, _NormGate, batch_norm_gate, can_fuse
+from escnn_tensor.testing import assert_equivariant, random_input
+
+CASES = [
+    (2, [(0, 1, 2), (1, 1, 2), (2, 1, 1), (0, -1, 1)]),
+    (2, [(1, -1, 2), (0, -1, 1), (2, 1, 1)]),  # no true scalars
+    (3, [(0, 1, 2), (1, 1, 1), (2, -1, 1)]),
+]
+
+
+def pair(d, fields, function="elu", affine=True, bias=True, momentum=0.1):
+    ft = et.tensor_type(et.hyperoctahedral_gspace(d), fields)
+    norm = TensorBatchNorm(ft, affine=affine, momentum=momentum).double()
+    gate = GatedNonLinearity(ft, function=function, bias=bias).double()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in list(norm.parameters()) + list(gate.parameters()):
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.7 + (1.0 if p.dim() == 1 else 0.0))
+    x = 2.0 + torch.randn((3, ft.size) + (4,) * d, generator=g, dtype=torch.float64)  # a mean to remove
+    return norm, gate, x
+
+
+def run(norm, gate, x, fused):
+    x = x.clone().requires_grad_(True)
+    params = [p for p in list(norm.parameters()) + list(gate.parameters())]
+    if fused:
+        assert can_fuse(norm, gate)
+        z = batch_norm_gate(norm, gate, x)
+    else:
+        z = gate(norm(GeometricTensor(x, norm.in_type))).tensor
+    g = torch.randn(z.shape, generator=torch.Generator().manual_seed(2), dtype=z.dtype)
+    grads = torch.autograd.grad(z, [x] + params, g)
+    return z, grads, (norm.running_mean.clone(), norm.running_var.clone())
+
+
+@pytest.mark.parametrize("function", sorted(_ACTIVATION_BACKWARD))
+def test_fused_equals_layers_every_activation(function):
+    d, fields = CASES[0]
+    norm, gate, x = pair(d, fields, function)
+    ref = run(copy.deepcopy(norm), copy.deepcopy(gate), x, fused=False)
+    got = run(norm, gate, x, fused=True)
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-13, atol=1e-13)
+    for a, e in zip(got[1], ref[1]):
+        torch.testing.assert_close(a, e, rtol=1e-11, atol=1e-12)
+        assert e.abs().max() > 0
+    for a, e in zip(got[2], ref[2]):
+        torch.testing.assert_close(a, e, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("affine,bias,momentum", [(True, True, 0.1), (False, False, None), (True, False, 0.3)])
+@pytest.mark.parametrize("d,fields", CASES)
+def test_fused_equals_layers(d, fields, affine, bias, momentum):
+    norm, gate, x = pair(d, fields, "silu", affine, bias, momentum)
+    x[0, :, 0] = 0.0
+    ref_norm, ref_gate = copy.deepcopy(norm), copy.deepcopy(gate)
+    for _ in range(2):  # twice: running statistics after two updates
+        ref = run(ref_norm, ref_gate, x, fused=False)
+        got = run(norm, gate, x, fused=True)
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-13, atol=1e-13)
+    for a, e in zip(got[1], ref[1]):
+        torch.testing.assert_close(a, e, rtol=1e-11, atol=1e-12)
+    for a, e in zip(got[2], ref[2]):
+        torch.testing.assert_close(a, e, rtol=1e-14, atol=1e-15)
+    assert int(norm.num_batches_tracked) == 2
+
+
+def test_fused_zero_fields_after_norm():
+    """A gated field that is exactly zero after the norm (weight 0): its norm is clamped, its gradient finite and equal
+    to the layers'."""
+    d, fields = CASES[0]
+    norm, gate, x = pair(d, fields)
+    with torch.no_grad():
+        norm.weight[2] = 0.0  # the first vector field
+    ref = run(copy.deepcopy(norm), copy.deepcopy(gate), x, fused=False)
+    got = run(norm, gate, x, fused=True)
+    for a, e in zip((got[0],) + got[1], (ref[0],) + ref[1]):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, e, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("d,fields", CASES)
+def test_fused_gradcheck_and_gradgradcheck(d, fields):
+    norm, gate, x = pair(d, fields, "elu")
+    x = x[:2, ..., :3].clone().requires_grad_(True)  # small: gradgradcheck differentiates every entry twice
+    f = lambda x, w, b, gw, gb: _NormGate.apply(x, w, b, gw, gb, norm, gate)[0]  # noqa: E731
+    args = (x, norm.weight, norm.bias, gate.gate_weight, gate.gate_bias)
+    assert torch.autograd.gradcheck(f, args)
+    assert torch.autograd.gradgradcheck(f, args)
+
+
+def test_not_fused_falls_back():
+    d, fields = CASES[0]
+    ft = et.tensor_type(et.hyperoctahedral_gspace(d), fields)
+    norm = TensorBatchNorm(ft).double()
+    assert not can_fuse(norm, GatedNonLinearity(ft, function="softsign"))  # no closed-form derivative listed
+    assert not can_fuse(norm, GatedNonLinearity(ft, function=lambda t: t * 2))
+    assert not can_fuse(norm, GatedNonLinearity(et.tensor_type(ft.gspace, [(0, 1, 3)])))  # no gates
+    assert not can_fuse(norm, GatedNonLinearity(et.tensor_type(ft.gspace, fields[::-1])))  # other type
+    assert can_fuse(norm, GatedNonLinearity(ft))
+    gate = GatedNonLinearity(ft, function="softsign").double()
+    x = torch.randn((2, ft.size, 4, 4), dtype=torch.float64)
+    want = gate(copy.deepcopy(norm)(GeometricTensor(x, ft))).tensor
+    torch.testing.assert_close(batch_norm_gate(norm, gate, x), want, rtol=0, atol=0)
+    norm.eval()  # running statistics: the two layers
+    torch.testing.assert_close(batch_norm_gate(norm, gate, x), gate(norm(GeometricTensor(x, ft))).tensor,
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_geometric_resnet_fuses_and_is_equivariant_in_training(d):
+    gs = et.hyperoctahedral_gspace(d)
+    in_type, out_type = et.tensor_type(gs, [(0, 1, 1)]), et.tensor_type(gs, [(1, 1, 1)])
+    torch.manual_seed(0)
+    model = ResNet(in_type, out_type, "geometric", width=2, num_blocks=1, norm="batch").double().train()
+    pairs = sum(can_fuse(a.module, b.module) for seq in model.modules() if type(seq).__name__ == "Chain"
+                for a, b in zip(list(seq)[:-1], list(seq)[1:]))
+    assert pairs == 5  # encoder 2, block 2, decoder 1
+    assert_equivariant(model, random_input(in_type, spatial=6 if d == 2 else 4, batch=3))
+
+
+@pytest.mark.parametrize("d,symmetry", [(2, None), (2, "symmetric"), (3, "symmetric_traceless")])
+def test_model_fused_equals_unfused(d, symmetry):
+    """A geometric ResNet in training: the Chains (fused pairs) give the outputs, parameter gradients and running
+    statistics of the same model run layer by layer (plain Sequentials), also with symmetric hidden 2-tensors."""
+    gs = et.hyperoctahedral_gspace(d)
+    in_type, out_type = et.tensor_type(gs, [(0, 1, 1)]), et.tensor_type(gs, [(1, 1, 1)])
+    torch.manual_seed(0)
+    model = ResNet(in_type, out_type, "geometric", width=2, num_blocks=1, norm="batch",
+                   hidden_symmetry=symmetry).double().train()
+    assert sum(can_fuse(a.module, b.module) for seq in model.modules() if type(seq).__name__ == "Chain"
+               for a, b in zip(list(seq)[:-1], list(seq)[1:])) == 5
+    layered = copy.deepcopy(model)
+    for m in layered.modules():
+        if type(m).__name__ == "Chain":
+            m.__class__ = torch.nn.Sequential
+    x = random_input(in_type, spatial=5 if d == 2 else 3, batch=2)
+    outs = []
+    for m in (model, layered):
+        y = m(x).tensor
+        grads = torch.autograd.grad(y, list(m.parameters()), torch.ones_like(y))
+        outs.append((y, grads, [b.clone() for b in m.buffers() if b.dtype == torch.float64]))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-12, atol=1e-12)
+    for a, e in zip(outs[0][1], outs[1][1]):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-11)
+    for a, e in zip(outs[0][2], outs[1][2]):
+        torch.testing.assert_close(a, e, rtol=1e-13, atol=1e-14)
