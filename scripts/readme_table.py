@@ -11,7 +11,9 @@ and the machine. A page shows it in a block between two markers, which this scri
 
 ``<!-- results-table docs/results/A docs/results/B pivot -->`` instead shows the test errors of one or more runs
 as one table, tasks x families, mean ± std over seeds, the best of each task in bold (the form of the README's
-longer-run table).
+longer-run table); ``pivot val`` puts the mean validation error before each test error (``val / test``). A run
+stored with ``--label OLD=NEW`` shows its family label OLD as NEW there (e.g. the geometric rows of a run with
+another nonlinearity: ``--label "geometric=geometric, gated_quadratic"``).
 
 Usage (from the repository root, with the project's Python):
 
@@ -70,7 +72,8 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu})"
 
 
-def store(out: Path, name: str, command: str, wall: Optional[float], commit: Optional[str], note: str) -> Path:
+def store(out: Path, name: str, command: str, wall: Optional[float], commit: Optional[str], note: str,
+          labels: Optional[Dict[str, str]] = None) -> Path:
     """Copy a run's results into docs/results/NAME/ with its run.json; returns the folder."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise SystemExit(f"readme_table.py: NAME must be letters, digits, '_', '.', '-', got {name!r}")
@@ -91,6 +94,8 @@ def store(out: Path, name: str, command: str, wall: Optional[float], commit: Opt
         "machine": _machine(),
         "note": note,
     }
+    if labels:
+        run["labels"] = labels
     (dest / "run.json").write_text(json.dumps(run, indent=1) + "\n")
     return dest
 
@@ -115,13 +120,18 @@ def _fill(text: str) -> str:
     return textwrap.fill(text, width=115, break_long_words=False, break_on_hyphens=False)
 
 
-def pivot_table(rows: List[Dict]) -> str:
+def pivot_table(rows: List[Dict], with_val: bool = False) -> str:
     """Test error, mean ± std over seeds (the harness's rounding: 3 significant digits, the std 2), one row per task
     (and model, if several) and one column per family label, in order of appearance; the lowest mean of a row in
-    bold."""
+    bold. ``with_val``: each cell starts with the mean validation error (``val / test``)."""
     from escnn_tensor.compare.report import aggregate
 
     entries = aggregate(rows)
+    val: Dict[tuple, List[float]] = {}  # mean validation error per (task, model, label), the seeds that did not diverge
+    for r in rows:
+        if all(isinstance(r.get(k), (int, float)) and r[k] == r[k] and abs(r[k]) != float("inf")
+               for k in ("val_error", "test_error")):
+            val.setdefault((r["task"], r["model"], r["label"]), []).append(r["val_error"])
     labels = list(dict.fromkeys(e["label"] for e in entries))
     models = {e["model"] for e in entries}
     lines_of: Dict[str, Dict[str, Dict]] = {}
@@ -130,7 +140,8 @@ def pivot_table(rows: List[Dict]) -> str:
         lines_of.setdefault(name, {})[e["label"]] = e
     seeds = sorted({e["n"] for e in entries})
     n_text = " or ".join(map(str, seeds))
-    out = [f"| test error (mean ± std, {n_text} seeds) | " + " | ".join(labels) + " |",
+    what = "validation / test error (mean" if with_val else "test error (mean ± std"
+    out = [f"| {what}{' / mean ± std' if with_val else ''}, {n_text} seeds) | " + " | ".join(labels) + " |",
            "|---|" + "---:|" * len(labels)]
     for name, cells in lines_of.items():
         best = min(e["test_error"][0] for e in cells.values())
@@ -141,7 +152,11 @@ def pivot_table(rows: List[Dict]) -> str:
                 continue
             (m, s), n = cells[lab]["test_error"], cells[lab]["n"]
             text = f"{m:.3g}" if n == 1 else f"{m:.3g} ± {s:.2g}"
-            texts.append(f"**{text}**" if m == best and len(cells) > 1 else text)
+            text = f"**{text}**" if m == best and len(cells) > 1 else text
+            if with_val:
+                v = val.get((cells[lab]["task"], cells[lab]["model"], lab), [])
+                text = (f"{sum(v) / len(v):.3g}" if v else "—") + f" / {text}"
+            texts.append(text)
         out.append(f"| {name} | " + " | ".join(texts) + " |")
     return "\n".join(out) + "\n"
 
@@ -151,16 +166,23 @@ def render(spec: str) -> str:
     or ``FOLDER... pivot`` (:func:`pivot_table` of the runs' results.json together); folders are relative to the
     repository root."""
     words = spec.split()
-    folders = [w for w in words if w != "pivot"]
+    folders = [w for w in words if w not in ("pivot", "val")]
     if not folders or ("pivot" not in words and len(folders) != 1):
         raise ValueError(f"results-table block '{spec}': give one stored folder, or folders followed by 'pivot'")
     if "pivot" in words:
-        rows = [r for f in folders for r in json.loads((ROOT / f / "results.json").read_text())]
+        rows = [r for f in folders for r in _relabelled(f)]
         intro = _fill("From " + "; and ".join(_provenance(f) for f in folders) +
                       "; put here by `python scripts/readme_table.py`:")
-        return f"{intro}\n\n{pivot_table(rows)}"
+        return f"{intro}\n\n{pivot_table(rows, with_val='val' in words)}"
     intro = _fill(f"Output of {_provenance(folders[0])}, put here by `python scripts/readme_table.py`:")
     return f"{intro}\n\n```text\n{table_of((ROOT / folders[0] / 'results.md').read_text())}```\n"
+
+
+def _relabelled(folder: str) -> List[Dict]:
+    """The rows of a stored run, with the family labels its run.json renames (``labels``)."""
+    rows = json.loads((ROOT / folder / "results.json").read_text())
+    names = json.loads((ROOT / folder / "run.json").read_text()).get("labels", {})
+    return [{**r, "label": names.get(r["label"], r["label"])} for r in rows]
 
 
 def blocks(text: str):
@@ -193,8 +215,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.add_argument("--wall", type=float, help="the run's wall time in seconds (the harness prints it)")
         p.add_argument("--commit", help="the commit the run was made at (default: HEAD)")
         p.add_argument("--note", default="", help="a note on the conditions, e.g. 'machine shared with other jobs'")
+        p.add_argument("--label", action="append", default=[], metavar="OLD=NEW",
+                       help="show the family label OLD as NEW in pivot tables (repeatable)")
         a = p.parse_args(argv[1:])
-        dest = store(a.out, a.name, a.command, a.wall, a.commit, a.note)
+        if any("=" not in x for x in a.label):
+            raise SystemExit(f"readme_table.py: --label takes OLD=NEW, got {a.label}")
+        dest = store(a.out, a.name, a.command, a.wall, a.commit, a.note,
+                     dict(x.split("=", 1) for x in a.label))
         print(f"stored {a.out} in {dest.relative_to(ROOT)}")
         argv = []
     p = argparse.ArgumentParser(prog="readme_table.py", description=__doc__.split("\n")[0])

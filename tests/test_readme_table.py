@@ -131,3 +131,29 @@ def test_run_record_names_command_date_and_commit():
     if shallow.returncode == 0 and shallow.stdout.strip() == "false":
         assert known.returncode == 0, f"the stored run's commit {run['commit']} is not in this repository"
     assert f"commit {run['commit'][:7]}" in _quick_block()
+
+
+def test_pivot_relabels_a_stored_run_and_shows_validation_errors(tmp_path, monkeypatch):
+    """A run stored with labels OLD=NEW shows its rows under NEW in a pivot; 'pivot val' puts the mean validation
+    error of the seeds before each test error; two runs with the same family side by side stay apart."""
+    script = _script()
+    rows = json.loads((QUICK / "results.json").read_text())
+    for name, labels in (("a", None), ("b", {"geometric": "geometric, other"})):
+        folder = tmp_path / "docs" / "results" / name
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(rows if name == "a" else
+                                                        [r for r in rows if r["family"] == "geometric"]))
+        run = {"command": f"run {name}", "date": "2026-12-06", "commit": "0" * 40, "wall_seconds": None,
+               "machine": "m", "note": ""}
+        if labels:
+            run["labels"] = labels
+        (folder / "run.json").write_text(json.dumps(run))
+    monkeypatch.setattr(script, "ROOT", tmp_path)
+    text = script.render("docs/results/a docs/results/b pivot val")
+    header = next(line for line in text.splitlines() if line.startswith("| validation / test error"))
+    assert header.split(" | ")[1:] == ["geometric", "steerable", "plain", "plain+aug", "geometric, other |"]
+    gravity = next(line for line in text.splitlines() if line.startswith("| gravity |"))
+    geo = next(r for r in rows if r["task"] == "gravity" and r["label"] == "geometric")
+    cells = gravity.strip("| ").split(" | ")
+    assert cells[1] == cells[5] == f"{geo['val_error']:.3g} / **{geo['test_error']:.3g}**"  # a tie: both bold
+    assert "`run b` at commit 0000000" in text
