@@ -32,6 +32,8 @@ hidden channels) against the plain family at equal hidden channels and at equal 
 ``--compile``) under ``torch.compile(fullgraph=True)``; ``--clock cpu`` times each call by the thread's CPU time
 (``time.thread_time``, 1 thread only) instead of wall time, which on a shared machine leaves out the time the process
 waits for a core.
+With ``--attribute`` (with ``--small``): rows of the geometric model with its norm -> gate pairs unfused, with torch
+``BatchNorm2d`` + ``ELU`` in their place, and with torch ``Conv2d`` for its hidden convolutions (timing only).
 With ``--breakdown``: the share of the geometric ResNet steps taken by each kind of layer (each timed alone at the
 hidden shape, times its count); with ``--profile``: torch.profiler tables of the geometric and plain steps.
 """
@@ -162,8 +164,11 @@ def run_small(args):
             ("plain, equal parameters", plain_p)]
     x = torch.randn(args.batch, in_type.size, args.size, args.size)
     y = torch.randn(args.batch, out_type.size, args.size, args.size)
+    if args.attribute:
+        rows += attribution_rows(geo)
     steps = [make_step(m.train(), x, y) for _, m in rows]
     labels = [label for label, _ in rows]
+    n_eager = len(rows)
     if args.compile:
         import copy
         import time
@@ -190,11 +195,58 @@ def run_small(args):
           f"step ({clock}) of {args.reps} interleaved repetitions")
     print(f"geometric hidden: {geo.hidden} ({channels} channels); plain equal channels: {plain_c.hidden}; "
           f"plain equal parameters: {plain_p.hidden}")
-    print(f"{'row':44s} | {'params':>7s} {'ms/step':>8s} | {'geo / row':>9s}")
-    models = [m for _, m in rows] + [m for _, m in rows[:2]][: len(steps) - 3]
-    for label, m, ti in zip(labels, models, t):
-        ref = t[3] if "compiled" in label else t[0]
-        print(f"{label:44s} | {count_parameters(m):7d} {1e3 * ti:8.2f} | {ref / ti:9.2f}", flush=True)
+    print(f"{'row':58s} | {'params':>7s} {'ms/step':>8s} | {'geo / row':>9s} | {'row / plain eq. ch.':>19s}")
+    models = [m for _, m in rows] + [m for _, m in rows[:2]][: len(steps) - n_eager]
+    for i, (label, m, ti) in enumerate(zip(labels, models, t)):
+        geo_t, plain_t = (t[n_eager], t[n_eager + 1]) if i >= n_eager else (t[0], t[1])
+        print(f"{label:58s} | {count_parameters(m):7d} {1e3 * ti:8.2f} | {geo_t / ti:9.2f} | {ti / plain_t:19.2f}",
+              flush=True)
+
+
+class _TorchLayer(torch.nn.Module):
+    """A torch layer on plain tensors, in place of an escnn_tensor ``OnTensors`` layer (``--attribute`` rows)."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, t):
+        return self.layer(t)
+
+
+def attribution_rows(geo):
+    """``--attribute``: copies of the geometric model in which one kind of layer is done otherwise, to say where its
+    extra time goes: its norm -> gate pairs run layer by layer (``Chain`` -> ``Sequential``: without the fused
+    node), its norms and gates replaced by torch's ``BatchNorm2d`` and ``ELU`` on the same channels, its hidden
+    convolutions replaced by ``Conv2d`` (not equivariant: timing only)."""
+    import copy
+
+    from escnn_tensor.models._families import Chain
+    from escnn_tensor.nn import GatedNonLinearity, GeometricConv, TensorBatchNorm
+
+    def swapped(model, kind, make, keep=lambda layer: True):
+        m = copy.deepcopy(model)
+        for seq in m.modules():
+            if isinstance(seq, torch.nn.Sequential):
+                for name, child in list(seq._modules.items()):
+                    layer = getattr(child, "module", None)
+                    if isinstance(layer, kind) and keep(layer):
+                        seq._modules[name] = _TorchLayer(make(layer))
+        return m
+
+    layered = copy.deepcopy(geo)
+    for seq in layered.modules():
+        if type(seq) is Chain:
+            seq.__class__ = torch.nn.Sequential
+    pointwise = swapped(geo, TensorBatchNorm, lambda layer: torch.nn.BatchNorm2d(layer.in_type.size))
+    pointwise = swapped(pointwise, GatedNonLinearity, lambda layer: torch.nn.ELU())
+    convs = swapped(geo, GeometricConv,
+                    lambda layer: torch.nn.Conv2d(layer.in_type.size, layer.out_type.size, layer.kernel_size,
+                                                  padding=layer.padding, padding_mode=layer.padding_mode),
+                    keep=lambda layer: layer.in_type == layer.out_type)
+    return [("geometric, norm -> gate pairs layer by layer (unfused)", layered),
+            ("geometric, torch BatchNorm2d + ELU for its norms and gates", pointwise),
+            ("geometric, torch Conv2d for its hidden convolutions", convs)]
 
 
 def run(args):
@@ -276,6 +328,9 @@ if __name__ == "__main__":
     ap.add_argument("--small", action="store_true", help="the small-model comparison (equal channels and parameters)")
     ap.add_argument("--blocks", type=int, default=2, help="ResNet blocks with --small (default 2)")
     ap.add_argument("--compile", action="store_true", help="with --small: also torch.compile(fullgraph=True) rows")
+    ap.add_argument("--attribute", action="store_true",
+                    help="with --small: also the geometric model with its norm -> gate pairs unfused, with torch "
+                         "BatchNorm2d + ELU for them, and with torch Conv2d for its hidden convolutions")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="time by wall clock (default) or by the thread's CPU time (1 thread only)")
     args = ap.parse_args()
