@@ -108,15 +108,18 @@ def ginjax_step(width, size, batch, reps, num_blocks=8):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def profile_step(step, reps=3):
-    """Self-CPU time of ``step`` by torch operator (top 18) and the total."""
+def profile_step(step, reps=3, row_limit=18):
+    """Self-CPU time of ``step`` by torch operator (top ``row_limit``), the total, and the number of profiler events
+    (torch operators, autograd nodes) per step."""
     from torch.profiler import ProfilerActivity, profile
 
     step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(reps):
             step()
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
+    averages = prof.key_averages()
+    print(f"profiler events per step: {sum(e.count for e in averages) / reps:.0f}")
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=row_limit))
 
 
 def breakdown(model, step, x, reps):
@@ -201,6 +204,10 @@ def run_small(args):
         geo_t, plain_t = (t[n_eager], t[n_eager + 1]) if i >= n_eager else (t[0], t[1])
         print(f"{label:58s} | {count_parameters(m):7d} {1e3 * ti:8.2f} | {geo_t / ti:9.2f} | {ti / plain_t:19.2f}",
               flush=True)
+    if args.profile:
+        for label, step in zip(labels[:2], steps[:2]):
+            print(f"\nprofile of {label}:")
+            profile_step(step, reps=5, row_limit=12)
 
 
 class _TorchLayer(torch.nn.Module):
@@ -323,7 +330,8 @@ if __name__ == "__main__":
     ap.add_argument("--unet", action="store_true", help="also time UNet (4 poolings), no ginjax row")
     ap.add_argument("--no-resnet", action="store_true", help="skip the ResNet rows (with --unet)")
     ap.add_argument("--unet-width", type=int, default=2, help="UNet width at the finest level (default 2)")
-    ap.add_argument("--profile", action="store_true", help="torch.profiler tables of the geometric and plain steps")
+    ap.add_argument("--profile", action="store_true",
+                    help="torch.profiler tables of the geometric and plain steps (also with --small)")
     ap.add_argument("--breakdown", action="store_true", help="share of the geometric ResNet steps per layer kind")
     ap.add_argument("--small", action="store_true", help="the small-model comparison (equal channels and parameters)")
     ap.add_argument("--blocks", type=int, default=2, help="ResNet blocks with --small (default 2)")
