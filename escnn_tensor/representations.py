@@ -906,8 +906,13 @@ def tensor_field_info(rep: Representation, gspace: Optional[GSpace] = None) -> O
     return (k, p)
 
 
-def field_signature(field_type: FieldType) -> List[Tuple[int, int]]:
+def field_signature(field_type: FieldType, with_symmetry: bool = False) -> List[tuple]:
     """The ``(k, parity)`` of every field of ``field_type``, in channel order.
+
+    With ``with_symmetry=True`` symmetric (traceless) tensor fields are accepted too, and their entries are
+    ``(k, parity, symmetry)`` (``symmetry`` as in :func:`tensor_rep`: a field of :func:`symmetric_size` channels, the
+    coordinates of :func:`symmetric_basis`); full tensor fields stay ``(k, parity)``, so a signature without
+    symmetric fields is the same either way.
 
     Raises:
         TypeError: ``field_type`` is not an escnn ``FieldType``.
@@ -919,5 +924,7 @@ def field_signature(field_type: FieldType) -> List[Tuple[int, int]]:
             f"field_signature: field_type must be an escnn FieldType (e.g. from escnn_tensor.tensor_type), got "
             f"{type(field_type).__name__}"
         )
+    if with_symmetry:
+        return [(k, p) if s is None else (k, p, s) for k, p, s in _tensor_infos(field_type)]
     return _field_infos(field_type, tensor_field_info, "representations from escnn_tensor.tensor_rep / tensor_type "
                         "on this gspace, and the trivial representation (a scalar).")

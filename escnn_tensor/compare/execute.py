@@ -205,7 +205,8 @@ def run_row(
         save_atomic(
             {"input": x[0].cpu(), "target": y[0].cpu(),
              "prediction": predict(predictor, x, splits.in_type)[0].double().cpu(),
-             "in_fields": field_signature(splits.in_type), "out_fields": field_signature(splits.out_type)},
+             "in_fields": field_signature(splits.in_type, with_symmetry=True),
+             "out_fields": field_signature(splits.out_type, with_symmetry=True)},
             out / "predictions" / f"{spec.job_id}.pt",
         )
         write_json(

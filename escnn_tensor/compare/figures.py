@@ -175,19 +175,27 @@ def plot_errors(rows: Sequence[Row], path: Path) -> Path:
 # ---------------------------------------------------------------------------------------------------- samples
 
 
-def field_images(tensor: torch.Tensor, signature: Sequence[Tuple[int, int]], d: int) -> List[Tuple[np.ndarray, int, int]]:
+def field_images(tensor: torch.Tensor, signature: Sequence[tuple], d: int) -> List[Tuple[np.ndarray, int, int]]:
     """Split one sample ``(C, N..)`` (escnn layout) into its fields in grid layout: ``[(array, parity, k)]``.
 
-    Each array has shape ``grid + (d,)*k`` (array axis ``i`` along ``+x_i``; any grid shape), as
-    :func:`escnn_tensor.plot_image` takes it.
+    ``signature``: ``(k, parity)`` per field, or ``(k, parity, symmetry)`` for a symmetric (traceless) field
+    (:func:`escnn_tensor.field_signature` with ``with_symmetry=True``), whose coordinates become the full tensor
+    (:func:`escnn_tensor.representations.to_full_tensor`). Each array has shape ``grid + (d,)*k`` (array axis ``i``
+    along ``+x_i``; any grid shape), as :func:`escnn_tensor.plot_image` takes it.
     """
     from ..data.fields import escnn_to_grid_layout  # any grid shape (rectangles from data files too)
+    from ..representations import symmetric_size, to_full_tensor
 
     out, start = [], 0
-    for k, p in signature:
-        block = tensor[start : start + d**k]
-        start += d**k
-        out.append((escnn_to_grid_layout(block[None], d, k)[0].detach().cpu().double().numpy(), p, k))
+    for entry in signature:
+        k, p = entry[0], entry[1]
+        symmetry = entry[2] if len(entry) > 2 else None
+        size = symmetric_size(d, k, symmetry)
+        block = tensor[start : start + size].detach().cpu().double()
+        start += size
+        if symmetry is not None:
+            block = to_full_tensor(block, d, k, symmetry, dim=0)
+        out.append((escnn_to_grid_layout(block[None], d, k)[0].numpy(), p, k))
     return out
 
 

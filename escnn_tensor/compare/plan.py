@@ -49,6 +49,10 @@ class JobSpec:
     n_pool: Optional[int] = None
     #: the model wrapped in :class:`escnn_tensor.models.GroupAverage` (``plain+avg`` rows, ``--average``)
     average: bool = False
+    #: the task's :attr:`~escnn_tensor.data.Task.version` (its definition: generator and field types); a task whose
+    #: definition changed (e.g. ``tidal`` 2: symmetric targets) gets new ids, so ``--resume`` never reuses rows or
+    #: checkpoints of the old definition, while the ids of version-1 tasks stay as they were
+    task_version: int = 1
 
     #: fields always written by :meth:`to_dict` (those of the first release); later fields only when not default
     _ALWAYS = ("task", "model", "family", "augment", "seed", "lr", "params", "epochs", "batch_size", "dtype", "size",
@@ -154,7 +158,9 @@ def plan(config) -> List[RowSpec]:
     pool = max(sizes) if len(sizes) > 1 else None
     for source, n_train in ((t, n) for t in config.tasks for n in sizes):
         size = task_size(config, source)
-        task = get_task(source).name  # a spec path runs under the spec's name
+        t = get_task(source)
+        task = t.name  # a spec path runs under the spec's name
+        version = getattr(t, "version", 1)  # a task read from data has none: its data are its definition
         for model in config.models:
             options = tuple(sorted(config.model_options.get(model, {}).items()))
             for family, aug, avg in row_variants(config.families, config.augment, getattr(config, "average", False)):
@@ -164,7 +170,7 @@ def plan(config) -> List[RowSpec]:
                                 params=config.params, epochs=config.epochs, batch_size=config.batch_size,
                                 dtype=config.dtype, size=size, n_train=n_train, n_val=config.n_val,
                                 n_test=config.n_test, data_seed=config.data_seed, model_options=options,
-                                n_pool=pool, average=avg)
+                                n_pool=pool, average=avg, task_version=version)
                         for lr in config.lrs
                     )
                     rows.append(RowSpec(jobs, index=len(rows)))

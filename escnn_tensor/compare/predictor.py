@@ -27,16 +27,17 @@ STAT_CHUNK = 256
 
 def field_affine(field_type: FieldType, split, which: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per channel ``(scale, shift)`` of the inputs (``which=0``) or targets (``which=1``) of ``split``: one scale per
-    field (RMS component), a shift only for true scalars. Float64, on the CPU."""
+    field (RMS component: of the coordinates for a symmetric field), a shift only for true scalars. Float64, on the
+    CPU."""
     d = field_type.gspace.dimensionality
     n = len(split)
     parts = [split[idx][which].double().cpu() for idx in chunks(n, STAT_CHUNK)]
     scale = torch.ones(field_type.size, dtype=torch.float64)
     shift = torch.zeros(field_type.size, dtype=torch.float64)
     start = 0
-    for k, p in field_signature(field_type):
-        stop = start + d**k
-        if (k, p) == (0, 1):
+    for key, rep in zip(field_signature(field_type, with_symmetry=True), field_type.representations):
+        stop = start + rep.size
+        if key == (0, 1):
             shift[start] = sum(b[:, start:stop].mean() * (b.shape[0] / n) for b in parts)
         centre = shift[start:stop].view(1, -1, *([1] * d))
         ms = sum((b[:, start:stop] - centre).pow(2).mean() * (b.shape[0] / n) for b in parts)

@@ -15,7 +15,15 @@ Conventions of every data set:
 * the generators are equivariant: for every element ``g`` of the group, generating from ``g . input`` gives
   ``g . target`` (tested for all 8 / 48 elements).
 
-:func:`load` caches data sets on disk, a file per (task, options, n_samples, size, seed, generator version), in
+Symmetric targets. The tasks whose targets hold symmetric 2-tensors (``tidal``, ``subgrid-stress``, the momentum
+flux of ``boussinesq-flux``) give them as *symmetric* fields by default (option ``target='symmetric'``:
+``(2, +1, 1, 'symmetric')`` in ``out_fields``, the coordinates of
+:func:`escnn_tensor.representations.symmetric_basis`, ``(T_xx, sqrt(2) T_xy, T_yy)`` in 2D: 3 channels instead of 4).
+The basis is orthonormal, so squared errors on these coordinates equal the full tensors' Frobenius errors of
+symmetric tensors. ``target='full'`` gives all ``d**k`` components (the definition of version 1 of these tasks);
+:func:`escnn_tensor.representations.to_full_tensor` converts either way.
+
+:func:`load` caches data sets on disk, a file per (task, options, n_samples, size, seed, task version), in
 ``$ESCNN_TENSOR_DATA`` or ``~/.cache/escnn_tensor/data``; files are written atomically and checked by a SHA-256
 checksum on reading, so a corrupt or partial file is regenerated (with a warning).
 """
@@ -37,7 +45,7 @@ from escnn.nn import FieldType
 
 from .._io import save_torch
 from ..groups import check_gspace, is_integer
-from ..representations import tensor_type
+from ..representations import from_full_tensor, symmetric_size, tensor_type
 from . import boussinesq, gravity, magnetostatics, navier_stokes, spectral, subgrid, tidal
 
 __all__ = [
@@ -55,9 +63,13 @@ __all__ = [
     "default_cache_dir",
     "cache_path",
     "MAX_DATA_BYTES",
+    "TARGET_FORMS",
 ]
 
-FieldList = Tuple[Tuple[int, int, int], ...]
+FieldList = Tuple[tuple, ...]  # (k, parity, multiplicity) or (k, parity, multiplicity, symmetry) entries
+
+TARGET_FORMS = ("symmetric", "full")
+"""Values of the ``target`` option of the tasks with symmetric 2-tensor targets (see the module docs)."""
 
 MAX_DATA_BYTES = 4 * 2**30
 """Largest data set :meth:`Task.make` builds (inputs + targets, float64): 4 GiB."""
@@ -76,7 +88,8 @@ class TensorFieldData:
         task, size, seed, options: the arguments that made it (``options`` with every default filled in);
             ``size`` is the side of a square / cubic grid, ``None`` for any other grid (see :attr:`grid`).
         d: 2 or 3.
-        in_fields, out_fields: ``((k, parity, multiplicity), ...)`` as accepted by :func:`escnn_tensor.tensor_type`.
+        in_fields, out_fields: ``((k, parity, multiplicity[, symmetry]), ...)`` as accepted by
+            :func:`escnn_tensor.tensor_type`.
     """
 
     inputs: torch.Tensor
@@ -158,7 +171,8 @@ class Task:
     """A tensor-field task (see the module docs). Construct through :func:`get_task`.
 
     Class attributes: ``name``, ``d``, ``description`` (one line), ``default_size``, ``quick_size``, ``min_size``,
-    ``version`` (of the generator; part of the cache key), ``defaults`` (the options and their defaults),
+    ``version`` (of the task's definition: its generator and its field types; part of the cache key, and of the
+    harness's job ids when above 1), ``defaults`` (the options and their defaults),
     ``target_is_function_of_input`` (``True``: :meth:`solve` maps inputs to targets exactly; ``False`` for
     ``subgrid-stress``, whose target also depends on unresolved scales, so no model can reach zero error).
     Instance attribute ``options``: the options of this instance, every default filled in.
@@ -202,6 +216,21 @@ class Task:
     def _generate(self, n_samples: int, size: int, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def _targets(self, full: torch.Tensor) -> torch.Tensor:
+        """The fields of :attr:`out_fields` from full tensors ``(B, sum m d**k, *grid)`` (escnn layout): every field
+        with a symmetry is replaced by its coordinates (:func:`escnn_tensor.representations.from_full_tensor`, the
+        orthogonal projection: exact for tensors with the symmetry); ``full`` itself when there is none."""
+        if all(len(f) == 3 for f in self.out_fields):
+            return full
+        parts, start = [], 0
+        for f in self.out_fields:
+            k, m = f[0], f[2]
+            for _ in range(m):
+                block = full[:, start : start + self.d**k]
+                start += self.d**k
+                parts.append(block if len(f) == 3 else from_full_tensor(block, self.d, k, f[3], dim=1))
+        return torch.cat(parts, 1)
+
     def _work_bytes(self, size: int) -> int:
         """Estimated peak working memory of generating one sample."""
         return 32 * 16 * size**self.d
@@ -221,7 +250,7 @@ class Task:
 
     def channels(self) -> Tuple[int, int]:
         """``(C_in, C_out)``: the channel counts of inputs and targets."""
-        count = lambda fields: sum(m * self.d**k for k, _, m in fields)
+        count = lambda fields: sum(f[2] * symmetric_size(self.d, f[0], f[3] if len(f) == 4 else None) for f in fields)
         return count(self.in_fields), count(self.out_fields)
 
     def check_size(self, size) -> int:
@@ -288,6 +317,25 @@ class Task:
         return f"get_task({self.name!r}{args})"
 
 
+class _SymmetricTargets:
+    """Mixin of the tasks whose target 2-tensors are symmetric: the option ``target`` (:data:`TARGET_FORMS`),
+    ``'symmetric'`` by default (their 2-tensor fields as ``(2, parity, m, 'symmetric')``) or ``'full'``. Version 2
+    of these tasks: version 1 gave the full tensors."""
+
+    version = 2
+    target_default = {"target": "symmetric"}
+
+    def _check_target(self, options: Dict[str, Any], checked: Dict[str, Any]) -> Dict[str, Any]:
+        checked["target"] = _choice("target", options["target"], TARGET_FORMS)
+        return checked
+
+    def _target_fields(self, fields: FieldList) -> FieldList:
+        """``fields`` (full tensors) with every field of order >= 2 marked ``'symmetric'`` unless ``target='full'``."""
+        if self.options["target"] == "full":
+            return fields
+        return tuple(f + ("symmetric",) if f[0] >= 2 else f for f in fields)
+
+
 class _DensityTask(Task):
     """Shared options of the tasks whose input is a point-mass density (:func:`gravity.point_mass_density`)."""
 
@@ -304,7 +352,9 @@ class _DensityTask(Task):
         }
 
     def _density(self, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
-        rho = gravity.point_mass_density(n, size, generator=generator, **self.options)
+        o = self.options
+        rho = gravity.point_mass_density(n, size, generator=generator, smoothing=o["smoothing"],
+                                         n_masses=o["n_masses"], mass_range=o["mass_range"])
         return spectral.to_escnn(rho, 2, 0)
 
     def _generate(self, n, size, generator):
@@ -328,19 +378,30 @@ class GravityTask(_DensityTask):
         return gravity.field_from_escnn_density(inputs)
 
 
-class TidalTask(_DensityTask):
-    r"""``tidal``: density :math:`\rho` (scalar) -> tidal tensor :math:`T_{ij} = \partial_i\partial_j\phi` (2-tensor).
+class TidalTask(_SymmetricTargets, _DensityTask):
+    r"""``tidal``: density :math:`\rho` (scalar) -> tidal tensor :math:`T_{ij} = \partial_i\partial_j\phi` (symmetric
+    2-tensor).
 
-    See :mod:`escnn_tensor.data.tidal`. Options as for ``gravity``.
+    See :mod:`escnn_tensor.data.tidal`. Options as for ``gravity``, and ``target``: ``'symmetric'`` (default: a
+    symmetric field, channels ``(T_xx, sqrt(2) T_xy, T_yy)``) or ``'full'`` (all four components ``(xx, xy, yx,
+    yy)``, the definition of version 1).
     """
 
     name = "tidal"
     description = "point-mass density (scalar) -> tidal tensor T_ij = d_i d_j phi (symmetric 2-tensor), periodic 2D"
-    out_fields = ((2, 1, 1),)
+    defaults = {**_DensityTask.defaults, **_SymmetricTargets.target_default}
+
+    def _check_options(self, o):
+        return self._check_target(o, super()._check_options(o))
+
+    @property
+    def out_fields(self) -> FieldList:
+        return self._target_fields(((2, 1, 1),))
 
     def solve(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The target of ``inputs`` (escnn layout ``(B, 1, N, N)`` -> ``(B, 4, N, N)``): the generator's map."""
-        return tidal.tidal_from_escnn_density(inputs)
+        """The target of ``inputs`` (escnn layout ``(B, 1, N, N)`` -> ``(B, 3, N, N)``, or ``(B, 4, N, N)`` with
+        ``target='full'``): the generator's map."""
+        return self._targets(tidal.tidal_from_escnn_density(inputs))
 
 
 class NavierStokesTask(Task):
@@ -424,7 +485,7 @@ class NavierStokesTask(Task):
         return self._to_escnn(sol, w1), self._to_escnn(sol, w2)
 
 
-class SubgridStressTask(Task):
+class SubgridStressTask(_SymmetricTargets, Task):
     r"""``subgrid-stress``: filtered velocity :math:`\bar u` (vector) -> subgrid stress :math:`\tau` (2-tensor).
 
     See :mod:`escnn_tensor.data.subgrid`. ``size`` is the coarse grid; the fine fields have ``factor * size``.
@@ -433,7 +494,8 @@ class SubgridStressTask(Task):
 
     Options: ``factor`` (4), ``filter_width`` (2.0 coarse pixels), ``source`` = ``"random"`` (default) or
     ``"navier-stokes"``, ``energy_slope`` (-5/3), ``ns_viscosity`` (1e-4) and ``ns_time`` (0.25) for the
-    Navier-Stokes source.
+    Navier-Stokes source, ``target``: ``'symmetric'`` (default: :math:`\tau` as a symmetric field, channels
+    ``(xx, sqrt(2) xy, yy)``) or ``'full'`` (``(xx, xy, yx, yy)``, the definition of version 1).
     """
 
     name = "subgrid-stress"
@@ -448,21 +510,25 @@ class SubgridStressTask(Task):
         "energy_slope": -5.0 / 3.0,
         "ns_viscosity": 1e-4,
         "ns_time": 0.25,
+        **_SymmetricTargets.target_default,
     }
     in_fields = ((1, 1, 1),)
-    out_fields = ((2, 1, 1),)
+
+    @property
+    def out_fields(self) -> FieldList:
+        return self._target_fields(((2, 1, 1),))
 
     def _check_options(self, o):
         if not is_integer(o["factor"]) or o["factor"] < 1:
             raise ValueError(f"option factor must be an integer >= 1, got {o['factor']!r}")
-        return {
+        return self._check_target(o, {
             "factor": int(o["factor"]),
             "filter_width": _number("filter_width", o["filter_width"], 0.0, strict=True),
             "source": _choice("source", o["source"], ("random", "navier-stokes")),
             "energy_slope": _number("energy_slope", o["energy_slope"]),
             "ns_viscosity": _number("ns_viscosity", o["ns_viscosity"], 0.0),
             "ns_time": _number("ns_time", o["ns_time"], 0.0),
-        }
+        })
 
     def _work_bytes(self, size: int) -> int:
         return 48 * 16 * (self.options["factor"] * size) ** 2
@@ -476,15 +542,17 @@ class SubgridStressTask(Task):
         return subgrid.navier_stokes_velocity(n_samples, fine, generator, o["energy_slope"], o["ns_viscosity"], o["ns_time"])
 
     def from_fine(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The generator's map on escnn layout: fine ``(B, 2, fN, fN)`` -> ``(u_bar (B, 2, N, N), tau (B, 4, N, N))``."""
-        return subgrid.stress_from_escnn_velocity(u, self.options["factor"], self.options["filter_width"])
+        """The generator's map on escnn layout: fine ``(B, 2, fN, fN)`` -> ``(u_bar (B, 2, N, N), tau (B, 3, N, N))``
+        (``tau (B, 4, N, N)`` with ``target='full'``)."""
+        u_bar, tau = subgrid.stress_from_escnn_velocity(u, self.options["factor"], self.options["filter_width"])
+        return u_bar, self._targets(tau)
 
     def _generate(self, n, size, generator):
         u = spectral.to_escnn(self.fine_velocity(n, size, generator), 2, 1)
         return self.from_fine(u)
 
 
-class BoussinesqFluxTask(Task):
+class BoussinesqFluxTask(_SymmetricTargets, Task):
     r"""``boussinesq-flux``: filtered buoyancy and velocity -> subgrid buoyancy flux (vector) and momentum flux
     (2-tensor), from 2D Boussinesq convection.
 
@@ -493,13 +561,15 @@ class BoussinesqFluxTask(Task):
     vorticity (rms ``initial_rms``, peak ``initial_peak``) and buoyancy (rms ``buoyancy_rms``), evolved for
     ``spin_up`` box time units, then filtered. Inputs ``(b_bar, u_bar)`` (scalar, vector: 3 channels), targets
     ``(sigma, tau)`` with :math:`\sigma_i = \overline{u_i b} - \bar u_i \bar b` (vector) and :math:`\tau_{ij} =
-    \overline{u_i u_j} - \bar u_i \bar u_j` (symmetric 2-tensor, all 4 components: 6 channels). The target is *not*
-    a function of the input; the generator's map is :meth:`from_fine`.
+    \overline{u_i u_j} - \bar u_i \bar u_j` (symmetric 2-tensor: a symmetric field ``(xx, sqrt(2) xy, yy)``, 5
+    channels in all; with ``target='full'`` all 4 components, 6 channels, the definition of version 1). The target is
+    *not* a function of the input; the generator's map is :meth:`from_fine`.
 
     Options: ``factor`` (4), ``filter_width`` (2.0 coarse pixels), ``gravity`` (``"central"`` or ``"none"``:
     passive buoyancy), ``gravity_strength`` (2.0), ``heating`` (1.0), ``forcing_amplitude`` (0.0, vorticity
     forcing), ``viscosity`` (5e-4), ``diffusivity`` (5e-4), ``spin_up`` (0.5), ``solver_dt`` (``None`` = ``0.25 /
-    (factor * size)``), ``initial_rms`` (:math:`2\pi`), ``initial_peak`` (4.0), ``buoyancy_rms`` (1.0).
+    (factor * size)``), ``initial_rms`` (:math:`2\pi`), ``initial_peak`` (4.0), ``buoyancy_rms`` (1.0), ``target``
+    (``'symmetric'`` or ``'full'``, see above).
     """
 
     name = "boussinesq-flux"
@@ -522,14 +592,18 @@ class BoussinesqFluxTask(Task):
         "initial_rms": 2 * math.pi,
         "initial_peak": 4.0,
         "buoyancy_rms": 1.0,
+        **_SymmetricTargets.target_default,
     }
     in_fields = ((0, 1, 1), (1, 1, 1))
-    out_fields = ((1, 1, 1), (2, 1, 1))
+
+    @property
+    def out_fields(self) -> FieldList:
+        return self._target_fields(((1, 1, 1), (2, 1, 1)))
 
     def _check_options(self, o):
         if not is_integer(o["factor"]) or o["factor"] < 1:
             raise ValueError(f"option factor must be an integer >= 1, got {o['factor']!r}")
-        return {
+        return self._check_target(o, {
             "factor": int(o["factor"]),
             "filter_width": _number("filter_width", o["filter_width"], 0.0, strict=True),
             "gravity": _choice("gravity", o["gravity"], ("central", "none")),
@@ -543,7 +617,7 @@ class BoussinesqFluxTask(Task):
             "initial_rms": _number("initial_rms", o["initial_rms"], 0.0),
             "initial_peak": _number("initial_peak", o["initial_peak"], 0.0, strict=True),
             "buoyancy_rms": _number("buoyancy_rms", o["buoyancy_rms"], 0.0),
-        }
+        })
 
     def _work_bytes(self, size: int) -> int:
         return 96 * 16 * (self.options["factor"] * size) ** 2
@@ -568,8 +642,10 @@ class BoussinesqFluxTask(Task):
 
     def from_fine(self, fine: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """The generator's map on escnn layout: fine ``(B, 3, fN, fN)`` -> inputs ``(B, 3, N, N)``, targets
-        ``(B, 6, N, N)`` (:func:`escnn_tensor.data.boussinesq.fluxes_from_escnn`)."""
-        return boussinesq.fluxes_from_escnn(fine, self.options["factor"], self.options["filter_width"])
+        ``(B, 5, N, N)`` (``(B, 6, N, N)`` with ``target='full'``; :func:`escnn_tensor.data.boussinesq.fluxes_from_escnn`
+        gives the full ones)."""
+        inputs, targets = boussinesq.fluxes_from_escnn(fine, self.options["factor"], self.options["filter_width"])
+        return inputs, self._targets(targets)
 
     def _generate(self, n, size, generator):
         return self.from_fine(self.fine_fields(n, size, generator))

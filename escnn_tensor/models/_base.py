@@ -222,8 +222,8 @@ class TensorFieldModel(EquivariantModule):
         saved and restored, so the search does not change what a seeded construction draws. Results are
         remembered for the process (same class, family, field types, budget and options).
         """
-        key = (cls, family, action_key(in_type.gspace), tuple(field_signature(in_type)),
-               tuple(field_signature(out_type)), target, tuple(sorted(options.items())))
+        key = (cls, family, action_key(in_type.gspace), tuple(field_signature(in_type, with_symmetry=True)),
+               tuple(field_signature(out_type, with_symmetry=True)), target, tuple(sorted(options.items())))
         if key not in _SEARCHES:
             _SEARCHES[key] = cls._search(in_type, out_type, family, target, fam, options)
         return _SEARCHES[key]

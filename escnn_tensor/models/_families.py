@@ -92,14 +92,15 @@ Spec = Union[FieldType, int]
 def hidden_tensor_types(in_type: FieldType, out_type: FieldType) -> List[Tuple[int, int]]:
     r"""The ``(k, parity)`` types of the hidden fields of a geometric model, in canonical order.
 
-    Rule: orders ``0, 1, 2`` and every order that occurs in ``in_type`` or ``out_type``; parity ``+1`` always,
+    Rule (symmetric fields of ``in_type`` / ``out_type`` count by their order and parity): orders ``0, 1, 2`` and
+    every order that occurs in ``in_type`` or ``out_type``; parity ``+1`` always,
     and parity ``-1`` as well (for every one of those orders) when ``in_type`` or ``out_type`` holds a
     pseudotensor. E.g. scalar -> vector (gravity): ``(0,+1), (1,+1), (2,+1)``; vector -> pseudovector in 3D:
     ``(0,+1), (0,-1), (1,+1), (1,-1), (2,+1), (2,-1)``. (Products of true tensors stay true tensors, so a task
     without pseudotensors does not need pseudo fields; one with them gets the whole pseudo ladder.)
     """
     _, sig_in, sig_out = check_types(in_type, out_type)
-    types = sig_in + sig_out
+    types = [key[:2] for key in sig_in + sig_out]
     orders = sorted({0, 1, 2} | {k for k, _ in types})
     parities = (1, -1) if any(p == -1 for _, p in types) else (1,)
     return canonical_order([(k, p) for k in orders for p in parities])

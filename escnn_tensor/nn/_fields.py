@@ -213,7 +213,10 @@ def describe_signature(signature) -> str:
     return " + ".join(f"{m} x (k={k},p={p:+d})" for (k, p), m in runs) or "no fields"
 
 
-def check_types(in_type, out_type, owner: str = None) -> Tuple[int, List[Tuple[int, int]], List[Tuple[int, int]]]:
+def check_types(in_type, out_type, owner: str = None) -> Tuple[int, list, list]:
+    """Check ``in_type`` and ``out_type`` (FieldTypes of tensor fields, full or symmetric (traceless), on one accepted
+    gspace) for a model. Returns ``(d, keys_in, keys_out)``, the keys of :func:`check_tensor_fields`: ``(k, parity)``
+    per full tensor field, ``(k, parity, symmetry)`` per symmetric one."""
     for name, ft in (("in_type", in_type), ("out_type", out_type)):
         if not isinstance(ft, FieldType):
             raise TypeError(
@@ -227,7 +230,7 @@ def check_types(in_type, out_type, owner: str = None) -> Tuple[int, List[Tuple[i
             f"in_type and out_type must live on the same gspace, got in_type on {in_type.gspace.name} and "
             f"out_type on {out_type.gspace.name}"
         )
-    signatures = [check_field_type(ft, name, owner)[1] for name, ft in (("in_type", in_type), ("out_type", out_type))]
+    signatures = [check_tensor_fields(ft, name, owner)[1] for name, ft in (("in_type", in_type), ("out_type", out_type))]
     return d, signatures[0], signatures[1]
 
 

@@ -1,7 +1,9 @@
 """escnn_tensor.data.boussinesq (task ``boussinesq-flux``): the gravity and heating fields have the symmetry they
 need, the solver is right physics (instantaneous tendency, hydrostatic steady state, conserved energy and buoyancy
 variance), the solver step and the whole generator (fine initial state -> filtered fields and fluxes) are
-D4-equivariant for all 8 elements while uniform gravity is not, and the momentum flux is symmetric and PSD."""
+D4-equivariant for all 8 elements while uniform gravity is not, and the momentum flux is symmetric and PSD (on
+full tensors: the task's default target holds it as a symmetric field, which cannot be asymmetric by construction,
+so its symmetry is checked with target='full')."""
 import math
 
 import pytest
@@ -206,14 +208,20 @@ def test_fluxes_are_the_filtered_covariances():
 
 
 def test_task_data_are_symmetric_spun_up_and_finite():
-    """Task data (small settings): the target's tau channels xy and yx are identical and tau is PSD, the fluxes
-    are not negligible against the resolved products, and everything is finite; inputs are (b_bar, u_bar)."""
-    task = get_task("boussinesq-flux", **FAST)
+    """Task data (small settings): with target='full' the target's tau channels xy and yx are identical and tau is
+    PSD, the fluxes are not negligible against the resolved products, and everything is finite; inputs are (b_bar,
+    u_bar); the default target is (sigma, tau as (xx, sqrt(2) xy, yy)) of the same data."""
+    task = get_task("boussinesq-flux", target="full", **FAST)
     data = task.make(3, 8, seed=0)
     assert data.inputs.shape == (3, 3, 8, 8) and data.targets.shape == (3, 6, 8, 8)
     assert torch.isfinite(data.inputs).all() and torch.isfinite(data.targets).all()
     tau = spectral.from_escnn(data.targets[:, 2:], 2, 2)
     assert torch.equal(tau[..., 0, 1], tau[..., 1, 0])
+    sym = get_task("boussinesq-flux", **FAST).make(3, 8, seed=0)
+    assert sym.targets.shape == (3, 5, 8, 8) and torch.equal(sym.inputs, data.inputs)
+    t = data.targets
+    expected = torch.cat([t[:, :2], t[:, 2:3], math.sqrt(2) * t[:, 3:4], t[:, 5:6]], 1)
+    torch.testing.assert_close(sym.targets, expected, rtol=0, atol=1e-15 * t.abs().max())
     assert torch.linalg.eigvalsh(tau).min() >= -1e-12 * tau.abs().max()
     u_bar = spectral.from_escnn(data.inputs[:, 1:], 2, 1)
     assert tau.diagonal(dim1=-2, dim2=-1).sum(-1).mean() > 1e-3 * (u_bar**2).sum(-1).mean()

@@ -24,13 +24,13 @@ SMALL = {
     "magnetostatics-3d": ({}, 6),
 }
 
-# (k, parity) of the input and target fields, written out from the task descriptions
+# (k, parity[, symmetry]) of the input and target fields, written out from the task descriptions
 SIGNATURES = {
     "gravity": ([(0, 1)], [(1, 1)]),
-    "tidal": ([(0, 1)], [(2, 1)]),
+    "tidal": ([(0, 1)], [(2, 1, "symmetric")]),
     "navier-stokes": ([(1, 1)], [(1, 1)]),
-    "subgrid-stress": ([(1, 1)], [(2, 1)]),
-    "boussinesq-flux": ([(0, 1), (1, 1)], [(1, 1), (2, 1)]),
+    "subgrid-stress": ([(1, 1)], [(2, 1, "symmetric")]),
+    "boussinesq-flux": ([(0, 1), (1, 1)], [(1, 1), (2, 1, "symmetric")]),
     "magnetostatics-3d": ([(1, 1)], [(1, -1)]),
 }
 
@@ -69,8 +69,9 @@ def test_types_and_layout_of_the_data(name, gspaces):
     assert data.inputs.shape == (3, in_type.size) + (size,) * task.d
     assert data.targets.shape == (3, out_type.size) + (size,) * task.d
     sig_in, sig_out = SIGNATURES[name]
-    assert field_signature(in_type) == sig_in and field_signature(out_type) == sig_out
-    assert field_signature(data.in_type(gs)) == sig_in and field_signature(data.out_type(gs)) == sig_out
+    sig = lambda ft: field_signature(ft, with_symmetry=True)
+    assert sig(in_type) == sig_in and sig(out_type) == sig_out
+    assert sig(data.in_type(gs)) == sig_in and sig(data.out_type(gs)) == sig_out
     assert (data.task, data.size, data.seed, data.d) == (name, size, 1, task.d)
     GeometricTensor(data.inputs, in_type)
     GeometricTensor(data.targets, out_type)
@@ -238,7 +239,80 @@ def test_defaults_are_documented():
         task = get_task(name)
         doc = type(task).__doc__
         for key in task.defaults:
-            if name in ("gravity", "tidal"):
+            if name == "gravity" or (name == "tidal" and key != "target"):
                 assert key in T._DensityTask.__dict__["defaults"] and key in T.GravityTask.__doc__
             else:
                 assert key in doc, (name, key)
+
+
+SYMMETRIC_TARGETS = {  # task -> (full out_fields of version 1, default out_fields), written out from the task docs
+    "tidal": (((2, 1, 1),), ((2, 1, 1, "symmetric"),)),
+    "subgrid-stress": (((2, 1, 1),), ((2, 1, 1, "symmetric"),)),
+    "boussinesq-flux": (((1, 1, 1), (2, 1, 1)), ((1, 1, 1), (2, 1, 1, "symmetric"))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SYMMETRIC_TARGETS))
+def test_symmetric_targets_by_default_and_full_on_request(name, gspaces):
+    """The tasks with symmetric 2-tensor targets give them as symmetric fields (3 channels in 2D: (xx, sqrt(2) xy,
+    yy)) by default and as full tensors with target='full', from the same inputs; the full tensors are symmetric;
+    both forms are version 2 (new cache files and job ids); a bad target is refused by name."""
+    full_fields, sym_fields = SYMMETRIC_TARGETS[name]
+    task, size = small(name)
+    full_task, _ = small(name, target="full")
+    assert task.options["target"] == "symmetric" and task.out_fields == sym_fields and task.version == 2
+    assert full_task.out_fields == full_fields and full_task.version == 2
+    assert task.channels()[1] == full_task.channels()[1] - 1
+    sym, full = task.make(2, size, seed=5), full_task.make(2, size, seed=5)
+    assert torch.equal(sym.inputs, full.inputs) and sym.out_fields == sym_fields
+    t = full.targets[:, -4:]  # the 2-tensor field is the last one: (xx, xy, yx, yy)
+    assert torch.equal(t[:, 1], t[:, 2])
+    coords = torch.stack([t[:, 0], 2**0.5 * t[:, 1], t[:, 3]], 1)
+    torch.testing.assert_close(sym.targets[:, -3:], coords, rtol=0, atol=1e-15 * t.abs().max())
+    torch.testing.assert_close(sym.targets[:, :-3], full.targets[:, :-4], rtol=0, atol=0)
+    GeometricTensor(sym.targets, task.out_type(gspaces[2]))
+    with pytest.raises(ValueError, match=r"option target must be one of \['symmetric', 'full'\], got 'traceless'"):
+        get_task(name, target="traceless")
+    assert all(get_task(n).version == 1 for n in NAMES if n not in SYMMETRIC_TARGETS)
+
+
+def test_symmetric_coordinates_are_orthonormal_so_errors_equal_frobenius_errors():
+    """E^T E = I for the 2D symmetric coordinates (xx, sqrt(2) xy, yy) (E written out by hand and compared with
+    symmetric_basis), so the harness's relative squared error on the coordinates equals the relative Frobenius error of
+    the full tensors, for random symmetric targets and predictions."""
+    from escnn_tensor.compare.metrics import relative_error
+    from escnn_tensor.representations import symmetric_basis, to_full_tensor
+
+    r = 2**-0.5
+    E = torch.tensor([[1, 0, 0], [0, r, 0], [0, r, 0], [0, 0, 1]], dtype=torch.float64)  # rows xx, xy, yx, yy
+    torch.testing.assert_close(torch.from_numpy(symmetric_basis(2, 2, "symmetric")), E, rtol=0, atol=1e-15)
+    torch.testing.assert_close(E.T @ E, torch.eye(3, dtype=torch.float64), rtol=0, atol=1e-15)
+    gen = torch.Generator().manual_seed(6)
+    target, pred = (torch.randn(5, 3, 7, 7, dtype=torch.float64, generator=gen) for _ in range(2))
+    pred = target + 0.3 * pred
+    full = lambda c: to_full_tensor(c, 2, 2, "symmetric", dim=1)
+    frob = ((full(pred) - full(target)) ** 2).sum() / (full(target) ** 2).sum()
+    assert abs(relative_error(pred, target) - frob.item()) <= 1e-14 * frob.item()
+    assert torch.equal(full(target)[:, 1], full(target)[:, 2])  # the full tensors are symmetric
+
+
+def test_cache_files_of_the_two_target_forms_and_of_version_1_differ(tmp_path, monkeypatch):
+    """The cache key changes with the target form (the option is part of it) and with the version, so a version-1
+    file (full tensors, no target option) is never served for the new definition, nor the symmetric one for
+    target='full'; both forms load from one cache directory with their own shapes."""
+    sym, full = get_task("tidal"), get_task("tidal", target="full")
+    paths = {T.cache_path(sym, 2, 8, 0, tmp_path), T.cache_path(full, 2, 8, 0, tmp_path)}
+    assert len(paths) == 2 and all(p.name.endswith("-v2.pt") for p in paths)
+    a = load("tidal", 2, 8, seed=0, cache_dir=tmp_path)
+    b = load("tidal", 2, 8, seed=0, cache_dir=tmp_path, target="full")
+    assert a.targets.shape[1] == 3 and b.targets.shape[1] == 4
+    assert load("tidal", 2, 8, seed=0, cache_dir=tmp_path).targets.shape[1] == 3  # read back, each its own file
+    assert {p.name for p in tmp_path.iterdir()} == {p.name for p in paths}
+    # a version-1 file at the new name would still be refused: its metadata (version, options) differ
+    path = T.cache_path(sym, 2, 8, 0, tmp_path)
+    monkeypatch.setattr(T.TidalTask, "version", 1)
+    T._write(path, b, 1)
+    monkeypatch.setattr(T.TidalTask, "version", 2)
+    with pytest.warns(RuntimeWarning, match="regenerating"):
+        again = load("tidal", 2, 8, seed=0, cache_dir=tmp_path)
+    assert again.targets.shape[1] == 3 and torch.equal(again.targets, a.targets)
