@@ -23,6 +23,7 @@ from escnn import nn as enn
 from _timing import time_interleaved  # noqa: E402  (comparisons/ is on sys.path when run as a script)
 import escnn_tensor as et
 from escnn_tensor import nn as tnn
+from escnn_tensor.nn._norm_gate import batch_norm_gate
 
 
 def _step(module, x, geometric=True):
@@ -51,6 +52,18 @@ class _EscnnGated(torch.nn.Module):
         return torch.cat([a, b], 1)
 
 
+class _FusedPair(torch.nn.Module):
+    """TensorBatchNorm then GatedNonLinearity as the models run them: one autograd node in training
+    (:func:`escnn_tensor.nn._norm_gate.batch_norm_gate`)."""
+
+    def __init__(self, ft):
+        super().__init__()
+        self.norm, self.gate = tnn.TensorBatchNorm(ft), tnn.GatedNonLinearity(ft, "elu")
+
+    def forward(self, x):
+        return enn.GeometricTensor(batch_norm_gate(self.norm, self.gate, x.tensor), x.type)
+
+
 def _cases(gs):
     mixed = et.tensor_type(gs, [(0, 1, 16), (1, 1, 16), (2, 1, 8)])
     scalars = et.tensor_type(gs, [(0, 1, 80)])
@@ -75,6 +88,7 @@ def _cases(gs):
         yield "TensorBatchNorm, mixed", mixed, tnn.TensorBatchNorm(mixed), enn.IIDBatchNorm2d(mixed), None, "pw"
         yield "TensorBatchNorm + Gated (a block's pair)", mixed, \
             enn.SequentialModule(tnn.TensorBatchNorm(mixed), tnn.GatedNonLinearity(mixed, "elu")), None, None, "pw"
+        yield "same pair fused (as in the models)", mixed, _FusedPair(mixed), None, None, "pw"
         yield "TensorLayerNorm, mixed (vs GroupNorm)", mixed, tnn.TensorLayerNorm(mixed), \
             torch.nn.GroupNorm(1, mixed.size), None, "pw"
         yield "NormMaxPool 2, mixed", mixed, tnn.NormMaxPool(mixed, 2), enn.NormMaxPool(mixed, 2), None, "pool"

@@ -123,8 +123,8 @@ class Chain(torch.nn.Sequential):
     """``torch.nn.Sequential`` of :class:`OnTensors` layers (plain tensors in and out) in which every
     ``TensorBatchNorm`` directly followed by a ``GatedNonLinearity`` on the same fields runs as one autograd node
     (:func:`escnn_tensor.nn._norm_gate.batch_norm_gate`: same values up to float rounding, ~1/3 of the torch calls in
-    training). The submodules, their names and the ``state_dict`` are those of the ``Sequential``; forward hooks
-    registered on the two fused layers are not called on the fused path."""
+    training). The submodules, their names and the ``state_dict`` are those of the ``Sequential``; a pair with a
+    forward hook on one of its modules runs layer by layer."""
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         layers = list(self._modules.values())
@@ -141,8 +141,12 @@ class Chain(torch.nn.Sequential):
 
 
 def _fusable(first: torch.nn.Module, second: torch.nn.Module) -> bool:
-    return (type(first) is OnTensors and type(second) is OnTensors
-            and can_fuse(first.module, second.module))
+    """Two :class:`OnTensors` layers that :func:`~escnn_tensor.nn._norm_gate.can_fuse`, none of the four modules with
+    a forward hook (those run layer by layer, so that their hooks see every call)."""
+    if not (type(first) is OnTensors and type(second) is OnTensors and can_fuse(first.module, second.module)):
+        return False
+    return not any(m._forward_hooks or m._forward_pre_hooks
+                   for m in (first, second, first.module, second.module))
 
 
 # (family, action, options, layer kind, specs) -> trainable parameters of that layer (None: no layer)

@@ -9,8 +9,8 @@ at 28 channels). Otherwise it calls the two layers. The values are those of the 
 (tested in float64 to 1e-12, with ``gradcheck``); second derivatives (``create_graph=True``) go through the two
 layers' autograd-traced reference formulas.
 
-The models use it for every norm -> gated pair (:class:`escnn_tensor.models` ``_Chain``); forward hooks registered
-on the two layers themselves are not called on the fused path.
+The models use it for every norm -> gated pair (``escnn_tensor.models._families.Chain``; a pair with forward
+hooks runs layer by layer there).
 
 Math (notation of :class:`~escnn_tensor.nn._batch_norm._TrainNormalise` and
 :class:`~escnn_tensor.nn._gated._Gate`): the batch norm gives ``y = a c + shift`` (``c = x - mu``,

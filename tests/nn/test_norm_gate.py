@@ -158,3 +158,14 @@ def test_model_fused_equals_unfused(d, symmetry):
         torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-11)
     for a, e in zip(outs[0][2], outs[1][2]):
         torch.testing.assert_close(a, e, rtol=1e-13, atol=1e-14)
+
+
+def test_model_pair_with_a_forward_hook_runs_layer_by_layer():
+    gs = et.hyperoctahedral_gspace(2)
+    in_type, out_type = et.tensor_type(gs, [(0, 1, 1)]), et.tensor_type(gs, [(1, 1, 1)])
+    torch.manual_seed(0)
+    model = ResNet(in_type, out_type, "geometric", width=2, num_blocks=1, norm="batch").double().train()
+    seen = []
+    model.blocks[0][1].module.register_forward_hook(lambda mod, args, out: seen.append(out.tensor.shape))
+    model(random_input(in_type, spatial=5, batch=2))
+    assert seen == [(2, model.blocks[0][1].module.in_type.size, 5, 5)]
