@@ -14,6 +14,9 @@ size, seed)``, each task giving escnn-layout float64 ``inputs`` / ``targets`` an
 - ``magnetostatics-3d``: current density (vector) -> magnetic field (pseudovector), 3D;
   :mod:`~escnn_tensor.data.magnetostatics`.
 
+The symmetric 2-tensor targets (of ``tidal``, ``subgrid-stress``, ``boussinesq-flux``) are symmetric fields by
+default (``(2, +1, 1, 'symmetric')``: 3 channels in 2D); the option ``target='full'`` gives all 4 components.
+
 Data from files and arrays (:mod:`escnn_tensor.data.readers`): a TOML dataset spec (:func:`read_spec`) or
 arrays with declared fields (:func:`from_arrays`) give a :class:`FileTask` on any grid, with its symmetry group
 (:mod:`~escnn_tensor.data.grids`); :func:`load_splits` gives the :class:`Splits` of any task (built-in or from
