@@ -11,7 +11,8 @@ and the machine. A page shows it in a block between two markers, which this scri
 
 ``<!-- results-table docs/results/A docs/results/B pivot -->`` instead shows the test errors of one or more runs
 as one table, tasks x families, mean ± std over seeds, the best of each task in bold (the form of the README's
-longer-run table); ``pivot val`` puts the mean validation error before each test error (``val / test``). A run
+longer-run table); ``FOLDER efficiency`` / ``FOLDER rollout`` show only that section of
+the run's results.md (the sample-efficiency or rollout table); ``pivot brief`` names the folders instead of quoting their commands; ``pivot val`` puts the mean validation error before each test error (``val / test``). A run
 stored with ``--label OLD=NEW`` shows its family label OLD as NEW there (e.g. the geometric rows of a run with
 another nonlinearity: ``--label "geometric=geometric, gated_quadratic"``).
 
@@ -108,6 +109,27 @@ def table_of(results_md: str) -> str:
     return results_md[at:].rstrip("\n") + "\n"
 
 
+#: block words that show one section of a run's results.md (its first line starts with the prefix)
+SECTIONS = {"efficiency": "Test error against the number of training samples", "rollout": "Rollout:"}
+
+
+def section_of(results_md: str, prefix: str) -> str:
+    """The section of a results.md that starts with the line beginning with ``prefix``: that line and the table
+    after it."""
+    lines = results_md.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(prefix)), None)
+    if start is None:
+        raise ValueError(f"results.md holds no section starting with {prefix!r}")
+    out, in_table = [lines[start]], False
+    for line in lines[start + 1:]:
+        if line.startswith("|"):
+            in_table = True
+        elif in_table:
+            break
+        out.append(line)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
 def _provenance(folder: str) -> str:
     run = json.loads((ROOT / folder / "run.json").read_text())
     wall = run.get("wall_seconds")
@@ -166,14 +188,26 @@ def render(spec: str) -> str:
     or ``FOLDER... pivot`` (:func:`pivot_table` of the runs' results.json together); folders are relative to the
     repository root."""
     words = spec.split()
-    folders = [w for w in words if w not in ("pivot", "val")]
+    folders = [w for w in words if w not in ("pivot", "val", "brief", *SECTIONS)]
     if not folders or ("pivot" not in words and len(folders) != 1):
         raise ValueError(f"results-table block '{spec}': give one stored folder, or folders followed by 'pivot'")
     if "pivot" in words:
         rows = [r for f in folders for r in _relabelled(f)]
-        intro = _fill("From " + "; and ".join(_provenance(f) for f in folders) +
-                      "; put here by `python scripts/readme_table.py`:")
+        if "brief" in words:  # a short front door: where the commands are, not the commands
+            runs = [json.loads((ROOT / f / "run.json").read_text()) for f in folders]
+            commits = ", ".join(dict.fromkeys(r["commit"][:7] for r in runs))
+            dates = ", ".join(dict.fromkeys(r["date"] for r in runs))
+            intro = _fill(f"From the {len(folders)} runs stored in " + ", ".join(f"`{f}/`" for f in folders) +
+                          f" (commit {commits}, {dates}; each folder's run.json holds its command, wall time and "
+                          "machine); put here by `python scripts/readme_table.py`:")
+        else:
+            intro = _fill("From " + "; and ".join(_provenance(f) for f in folders) +
+                          "; put here by `python scripts/readme_table.py`:")
         return f"{intro}\n\n{pivot_table(rows, with_val='val' in words)}"
+    for word, prefix in SECTIONS.items():
+        if word in words:  # one section of the run's results.md: its sentence and its table
+            intro = _fill(f"From {_provenance(folders[0])}, put here by `python scripts/readme_table.py`:")
+            return f"{intro}\n\n```text\n{section_of((ROOT / folders[0] / 'results.md').read_text(), prefix)}```\n"
     intro = _fill(f"Output of {_provenance(folders[0])}, put here by `python scripts/readme_table.py`:")
     return f"{intro}\n\n```text\n{table_of((ROOT / folders[0] / 'results.md').read_text())}```\n"
 

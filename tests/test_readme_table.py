@@ -157,3 +157,19 @@ def test_pivot_relabels_a_stored_run_and_shows_validation_errors(tmp_path, monke
     cells = gravity.strip("| ").split(" | ")
     assert cells[1] == cells[5] == f"{geo['val_error']:.3g} / **{geo['test_error']:.3g}**"  # a tie: both bold
     assert "`run b` at commit 0000000" in text
+
+
+def test_a_section_block_shows_the_stored_rollout_table():
+    """'FOLDER rollout' shows the rollout section of the stored results.md, whose cells are the stored rows'
+    rollout errors at steps 1, 5, 10 and 20 (3 significant digits)."""
+    script = _script()
+    text = script.render("docs/results/rollout rollout")
+    rows = json.loads((ROOT / "docs" / "results" / "rollout" / "results.json").read_text())
+    assert "Rollout: error after each autoregressive step" in text and "| task | model | family" in text
+    for r in rows:
+        line = next(l for l in text.splitlines() if l.startswith(f"| navier-stokes | resnet | {r['label']} |"))
+        cells = line.strip("| ").split(" | ")[4:]
+        assert [float(c) for c in cells] == pytest.approx([r["rollout_errors"][t - 1] for t in (1, 5, 10, 20)],
+                                                          rel=5e-3)
+    with pytest.raises(ValueError, match="no section"):
+        script.section_of("| task |\n", "Rollout:")
