@@ -30,22 +30,7 @@ from pathlib import Path
 import torch
 from escnn.nn import GeometricTensor
 
-
-def helmholtz_project(v: torch.Tensor) -> torch.Tensor:
-    """The divergence-free, zero-mean part of 2D vector fields ``v`` (``(..., 2, N, N)``, escnn layout: channels
-    ``(v_x, v_y)``, the last array axis along +x and the second-last along -y; docs/conventions.md)."""
-    n_y, n_x = v.shape[-2:]
-    ky = -torch.fft.fftfreq(n_y, dtype=torch.float64)[:, None].expand(n_y, n_x)  # array axis -2 runs along -y
-    kx = torch.fft.fftfreq(n_x, dtype=torch.float64)[None, :].expand(n_y, n_x)
-    vx, vy = torch.fft.fft2(v[..., 0, :, :].double()), torch.fft.fft2(v[..., 1, :, :].double())
-    k2 = kx**2 + ky**2
-    k2[0, 0] = 1.0
-    dot = (kx * vx + ky * vy) / k2
-    px, py = vx - kx * dot, vy - ky * dot
-    px[..., 0, 0] = 0
-    py[..., 0, 0] = 0
-    out = torch.stack([torch.fft.ifft2(px).real, torch.fft.ifft2(py).real], dim=-3)
-    return out.to(v.dtype)
+from escnn_tensor.data.navier_stokes import project_velocity as helmholtz_project
 
 
 def high_k_fraction(v: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,7 @@ import torch
 from ..groups import is_integer
 from . import spectral
 
-__all__ = ["dealias_mask", "forcing", "VorticitySolver", "initial_vorticity"]
+__all__ = ["dealias_mask", "forcing", "VorticitySolver", "initial_vorticity", "project_velocity"]
 
 
 def dealias_mask(size: int, rfft: bool = False) -> torch.Tensor:
@@ -67,6 +67,35 @@ def forcing(size: int, amplitude: float = 0.1, dtype: torch.dtype = torch.float6
     x, y = c[:, None], c[None, :]
     s = torch.sin
     return amplitude * (s(2 * math.pi * x) * s(4 * math.pi * y) - s(4 * math.pi * x) * s(2 * math.pi * y))
+
+
+def project_velocity(v: torch.Tensor) -> torch.Tensor:
+    r"""The divergence-free, zero-mean part of periodic 2D velocity fields (the Helmholtz projection, by FFT, with
+    the solver's spectral derivative: :mod:`escnn_tensor.data.spectral`, Nyquist wavenumber 0).
+
+    ``v``: ``(..., 2, N_y, N_x)`` in escnn's layout (channels :math:`(v_x, v_y)`; the last array axis along +x, the
+    second-last along -y). Returns :math:`\hat v - k (k\cdot\hat v)/|k|^2` transformed back, with the mean removed:
+    the set every state of this task lies in (the solver works with the vorticity). It is a linear orthogonal
+    projection that commutes with the grid's symmetries, so applying it to a model's predictions keeps an
+    equivariant rollout equivariant (used by ``comparisons/rollout_diagnosis.py``). Computed in float64; returned
+    in ``v``'s dtype, on its device.
+    """
+    if v.dim() < 3 or v.shape[-3] != 2:
+        raise ValueError(f"v must have shape (..., 2, N_y, N_x) (a 2D vector field in escnn's layout), got "
+                         f"{tuple(v.shape)}")
+    n_y, n_x = v.shape[-2:]
+    opts = {"dtype": torch.float64, "device": v.device}
+    # the solver's spectral derivative (Nyquist wavenumber 0, so the projection keeps real fields real); the array
+    # axis -2 runs along -y
+    ky = -spectral.derivative_wavenumbers(n_y).to(**opts)[:, None].expand(n_y, n_x)
+    kx = spectral.derivative_wavenumbers(n_x).to(**opts)[None, :].expand(n_y, n_x)
+    vx, vy = torch.fft.fft2(v[..., 0, :, :].double()), torch.fft.fft2(v[..., 1, :, :].double())
+    k2 = kx**2 + ky**2
+    dot = (kx * vx + ky * vy) / torch.where(k2 > 0, k2, torch.ones_like(k2))  # k = 0: nothing to remove
+    keep = torch.ones(n_y, n_x, **opts)
+    keep[0, 0] = 0.0  # the mean
+    px, py = (vx - kx * dot) * keep, (vy - ky * dot) * keep
+    return torch.stack([torch.fft.ifft2(px).real, torch.fft.ifft2(py).real], dim=-3).to(v.dtype)
 
 
 def initial_vorticity(

@@ -184,3 +184,35 @@ def test_unstable_settings_raise_instead_of_returning_garbage():
         NS.VorticitySolver(3)
     with pytest.raises(ValueError, match=r"omega must end in \(16, 16\)"):
         NS.VorticitySolver(16).evolve(torch.zeros(8, 8, dtype=torch.float64), 0.1)
+
+
+# ------------------------------------------------------------------------------------------------ projection
+
+
+@pytest.mark.parametrize("size", [16, 15])
+def test_project_velocity_is_the_orthogonal_projection_onto_true_states(gspace, size):
+    """project_velocity: idempotent and self-adjoint (an orthogonal projection); its output is divergence-free with
+    zero mean (central spectral divergence); it leaves the task's true states unchanged; it removes a gradient field
+    and a constant flow entirely; and it commutes with every element of D4 acting on vectors (random inputs)."""
+    vec = tensor_type(gspace, [(1, 1, 1)])
+    torch.manual_seed(0)
+    u, w = torch.randn(3, 2, size, size, dtype=torch.float64), torch.randn(3, 2, size, size, dtype=torch.float64)
+    p = NS.project_velocity
+    assert torch.allclose(p(p(u)), p(u), atol=1e-13)
+    assert torch.allclose((p(u) * w).sum(), (u * p(w)).sum(), rtol=1e-12)
+    # divergence of the projection, in escnn's layout (x along the last axis, y along minus the second-last)
+    kx = spectral.derivative_wavenumbers(size)[None, :]  # the solver's derivative (Nyquist 0)
+    ky = -spectral.derivative_wavenumbers(size)[:, None]
+    q = p(u)
+    div = kx * torch.fft.fft2(q[:, 0]) + ky * torch.fft.fft2(q[:, 1])
+    assert div.abs().max() < 1e-10 * torch.fft.fft2(q[:, 0]).abs().max()
+    assert q.mean(dim=(-2, -1)).abs().max() < 1e-14
+    # a gradient field grad(phi) and a constant flow are removed
+    phi = torch.fft.fft2(torch.randn(size, size, dtype=torch.float64))
+    grad = torch.stack([torch.fft.ifft2(1j * kx * phi).real, torch.fft.ifft2(1j * ky * phi).real])
+    assert p(grad + torch.tensor([0.3, -0.7], dtype=torch.float64)[:, None, None]).abs().max() < 1e-12
+    # true states of the task are fixed points
+    data = get_task("navier-stokes", **FAST).make(2, size, seed=3)
+    for x in (data.inputs, data.targets):
+        assert torch.allclose(p(x), x, rtol=0, atol=1e-10 * x.abs().max())
+    assert_equivariant(lambda g: GeometricTensor(p(g.tensor), vec), vec(u))
