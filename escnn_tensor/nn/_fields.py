@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -117,6 +117,13 @@ def check_field_type(field_type, name: str = "in_type", owner: str = None) -> Tu
     Raises ``TypeError`` / ``ValueError`` naming ``name`` (and, for a layer ``owner`` listed in
     :data:`ESCNN_ALTERNATIVES`, the escnn module to use for fields that are not tensor fields).
     """
+    return _read_fields(field_type, name, owner, "tensor fields", field_signature)
+
+
+def _read_fields(field_type, name: str, owner: Optional[str], accepted: str, read):
+    """``(d, read(field_type))`` after checking that ``field_type`` is a FieldType on an accepted gspace; a
+    ``ValueError`` of ``read`` is re-raised naming ``name`` and, for a layer ``owner`` of :data:`ESCNN_ALTERNATIVES`,
+    the escnn module to use for fields other than the ``accepted`` ones."""
     if not isinstance(field_type, FieldType):
         raise TypeError(
             f"{name} must be an escnn FieldType of tensor fields (escnn_tensor.tensor_type), got "
@@ -124,13 +131,12 @@ def check_field_type(field_type, name: str = "in_type", owner: str = None) -> Tu
         )
     d = check_gspace(field_type.gspace)
     try:
-        signature = field_signature(field_type)
+        return d, read(field_type)
     except ValueError as err:
         hint = ""
         if owner in ESCNN_ALTERNATIVES:
-            hint = f" {owner} is defined on tensor fields only; for other fields use {ESCNN_ALTERNATIVES[owner]}."
+            hint = f" {owner} is defined on {accepted} only; for other fields use {ESCNN_ALTERNATIVES[owner]}."
         raise ValueError(f"{name}: {err}{hint}") from None
-    return d, signature
 
 
 def check_tensor_fields(field_type, name: str = "in_type", owner: str = None) -> Tuple[int, list, Dict]:
@@ -144,20 +150,8 @@ def check_tensor_fields(field_type, name: str = "in_type", owner: str = None) ->
     regular, irreducible, quotient representations, ...) raise ``ValueError`` naming them, ``name`` and, for a layer
     ``owner`` of :data:`ESCNN_ALTERNATIVES`, the escnn module to use.
     """
-    if not isinstance(field_type, FieldType):
-        raise TypeError(
-            f"{name} must be an escnn FieldType of tensor fields (escnn_tensor.tensor_type), got "
-            f"{type(field_type).__name__}"
-        )
-    d = check_gspace(field_type.gspace)
-    try:
-        infos = _tensor_infos(field_type)
-    except ValueError as err:
-        hint = ""
-        if owner in ESCNN_ALTERNATIVES:
-            hint = (f" {owner} is defined on tensor fields (full, symmetric or symmetric traceless) only; for other "
-                    f"fields use {ESCNN_ALTERNATIVES[owner]}.")
-        raise ValueError(f"{name}: {err}{hint}") from None
+    d, infos = _read_fields(field_type, name, owner, "tensor fields (full, symmetric or symmetric traceless)",
+                            _tensor_infos)
     keys = [info[:2] if info[2] is None else info for info in infos]
     sizes = {key: symmetric_size(d, key[0], key[2] if len(key) == 3 else None) for key in keys}
     return d, keys, sizes
