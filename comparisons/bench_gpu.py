@@ -79,7 +79,7 @@ def model_rows(size: int, batch: int, reps: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rows = [
-            ("geometric (gated, batch norm)", ResNet(tin, tout, "geometric", width=4)),
+            ("geometric (gated, batch norm)", ResNet(tin, tout, "geometric", width=4, nonlinearity="gated")),
             ("steerable (ELU, batch norm)", ResNet(tin, tout, "steerable", level=28)),
             ("plain (ELU, batch norm)", ResNet(tin, tout, "plain", level=28)),
         ]

@@ -83,7 +83,8 @@ def build_rows(arch, width, scale=1, d=2):
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
         rows = [
-            ("geometric (gated, batch norm)", arch(in_type, out_type, "geometric", width=width, norm="batch")),
+            ("geometric (gated, batch norm)",
+             arch(in_type, out_type, "geometric", width=width, norm="batch", nonlinearity="gated")),
             ("geometric (vector neuron, no norm)",
              arch(in_type, out_type, "geometric", width=width, nonlinearity="vector_neuron", norm=None)),
             ("steerable (ELU, batch norm)", arch(in_type, out_type, "steerable", level=channels, norm="batch")),
@@ -159,7 +160,8 @@ def run_small(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
-        geo = ResNet(in_type, out_type, "geometric", width=args.width, norm="batch", num_blocks=args.blocks)
+        geo = ResNet(in_type, out_type, "geometric", width=args.width, norm="batch", num_blocks=args.blocks,
+                     nonlinearity="gated")
         plain_c = ResNet(in_type, out_type, "plain", level=channels, norm="batch", num_blocks=args.blocks)
         plain_p = ResNet(in_type, out_type, "plain", params=count_parameters(geo), norm="batch",
                          num_blocks=args.blocks)

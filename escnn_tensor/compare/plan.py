@@ -2,7 +2,10 @@ r"""The plan of a comparison run: the sweep as an ordered list of rows, each wit
 
 A **job** (:class:`JobSpec`) trains one model at one learning rate; its id (:attr:`JobSpec.job_id`) hashes every
 setting, names its checkpoint, and does not change when new settings with defaults are added (a field at its
-default is left out of :meth:`JobSpec.to_dict`, so old checkpoints still resume).
+default is left out of :meth:`JobSpec.to_dict`, so old checkpoints still resume). A geometric job states its
+nonlinearity in ``model_options`` (the model's default filled in by :func:`plan`), so a job means the same model
+whatever the default; :meth:`JobSpec.to_dict` leaves out ``nonlinearity='gated'``, the default when ids were first
+made (until ``gated_quadratic`` replaced it), so the ids of the jobs run before still name the same models.
 
 A **row** (:class:`RowSpec`) is one line of ``results.json``: task × model × family × variant (augmentation) ×
 seed × ``n_train``, with one job per learning-rate candidate (the best on validation is kept, see
@@ -17,7 +20,11 @@ import hashlib
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["JobSpec", "RowSpec", "plan", "shard", "parse_shard", "variants", "row_variants", "label"]
+__all__ = ["JobSpec", "RowSpec", "plan", "shard", "parse_shard", "variants", "row_variants", "label",
+           "stated_options"]
+
+#: the geometric family's default nonlinearity when job ids were first made: :meth:`JobSpec.to_dict` leaves it out
+LEGACY_NONLINEARITY = "gated"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +73,8 @@ class JobSpec:
             if f.name not in self._ALWAYS and value == f.default:
                 continue
             out[f.name] = value
-        out["model_options"] = {k: v for k, v in self.model_options}
+        out["model_options"] = {k: v for k, v in self.model_options
+                                if not (self.family == "geometric" and k == "nonlinearity" and v == LEGACY_NONLINEARITY)}
         return out
 
     @property
@@ -162,8 +170,9 @@ def plan(config) -> List[RowSpec]:
         task = t.name  # a spec path runs under the spec's name
         version = getattr(t, "version", 1)  # a task read from data has none: its data are its definition
         for model in config.models:
-            options = tuple(sorted(config.model_options.get(model, {}).items()))
+            given = config.model_options.get(model, {})
             for family, aug, avg in row_variants(config.families, config.augment, getattr(config, "average", False)):
+                options = tuple(sorted(stated_options(model, family, given).items()))
                 for seed in config.seeds:
                     jobs = tuple(
                         JobSpec(task=task, model=model, family=family, augment=aug, seed=seed, lr=float(lr),
@@ -175,6 +184,18 @@ def plan(config) -> List[RowSpec]:
                     )
                     rows.append(RowSpec(jobs, index=len(rows)))
     return rows
+
+
+def stated_options(model: str, family: str, options: Dict[str, Any]) -> Dict[str, Any]:
+    """The model options a job of ``family`` states: ``options`` as given, and for the geometric family its
+    nonlinearity (the model's default when not given), so the job names one model whatever the library's default."""
+    if family != "geometric" or "nonlinearity" in options:
+        return dict(options)
+    from ..models import MODELS
+    from ..models._base import COMMON_OPTIONS
+
+    default = {**COMMON_OPTIONS, **MODELS[model].OPTIONS}["nonlinearity"]
+    return {**options, "nonlinearity": default}
 
 
 def parse_shard(text: str) -> Tuple[int, int]:

@@ -7,8 +7,9 @@ and returning one of ``out_type`` on the same grid, in 2D or 3D. The family pick
 
 - ``'geometric'``: GeometricConv and the tensor-field layers of :mod:`escnn_tensor.nn`; hidden fields are scalars,
   vectors and 2-tensors (and their pseudo versions when the task has pseudotensors; :func:`hidden_tensor_types`).
-  Exactly equivariant. ``nonlinearity='gated_quadratic'`` adds a bounded low-rank quadratic term to the gate
-  (:class:`escnn_tensor.nn.GatedQuadratic`), which wins the nonlinear tasks of the head-to-head (docs/head_to_head.md).
+  Exactly equivariant. The default ``nonlinearity='gated_quadratic'`` adds a bounded low-rank quadratic term to the
+  gate (:class:`escnn_tensor.nn.GatedQuadratic`), chosen on validation in the head-to-head (docs/head_to_head.md);
+  ``'gated'`` is the gate alone, ``'vector_neuron'`` ginjax's nonlinearity.
 - ``'steerable'``: escnn's R2Conv/R3Conv on regular fields with pointwise ELU/ReLU, InnerBatchNorm,
   PointwiseMaxPool, upsampling + convolution. Equivariant to escnn's basis accuracy (~1e-7).
 - ``'plain'``: torch convolutions on the tensor components as channels. Not equivariant.

@@ -32,7 +32,7 @@ COMMON_OPTIONS: Dict[str, Any] = {
     "activation": "elu",
     "norm": "batch",
     "padding_mode": "circular",
-    "nonlinearity": "gated",
+    "nonlinearity": "gated_quadratic",
     "hidden_symmetry": None,
 }
 
@@ -83,8 +83,9 @@ class TensorFieldModel(EquivariantModule):
             architecture ``kernel_size`` (odd, default 3), ``activation`` (``'elu'`` / ``'relu'``), ``norm``
             (``'batch'``, ``'layer'`` (not steerable) or ``None``), ``padding_mode`` (``'circular'``, the default,
             for periodic data; ``'zeros'``, ``'reflect'``, ``'replicate'``) and ``nonlinearity`` (geometric
-            family: ``'gated'``, the default, ``'vector_neuron'``, or ``'gated_quadratic'``: the gate plus a bounded
-            low-rank quadratic term, :class:`~escnn_tensor.nn.GatedQuadratic`).
+            family: ``'gated_quadratic'``, the default: the gate plus a bounded low-rank quadratic term,
+            :class:`~escnn_tensor.nn.GatedQuadratic`; ``'gated'``, the gate alone; or ``'vector_neuron'``). The
+            default was chosen on validation errors of the default profile (docs/head_to_head.md).
 
             Rule: an option the family does not use is refused (``ValueError`` naming the family and the option),
             never silently ignored: ``nonlinearity`` is used by the geometric family only, and ``activation`` is

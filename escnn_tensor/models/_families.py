@@ -5,13 +5,13 @@ hidden feature map is made of) and of layer factories; a family supplies both:
 
 ``'geometric'``
     Hidden spec: an escnn ``FieldType`` of tensor fields; the types follow :func:`hidden_tensor_types`.
-    Layers: :class:`~escnn_tensor.nn.GeometricConv`; the nonlinearity ``GatedNonLinearity`` (default
-    ``nonlinearity='gated'``: true scalars through the activation, every other field times a sigmoid gate
-    computed from the invariants), ``VectorNeuronNonLinearity`` (``'vector_neuron'``, ginjax's choice) or
-    :class:`~escnn_tensor.nn.GatedQuadratic` (``'gated_quadratic'``: the gate plus a bounded
-    low-rank quadratic term, for targets with products such as advection); the
-    gated one trained to lower validation errors on all three quick tasks at every learning rate tried (1e-3 to
-    3e-2; e.g. gravity 0.0038 vs 0.0064, tidal 0.0065 vs 0.021 at 1e-2). TensorBatchNorm / TensorLayerNorm,
+    Layers: :class:`~escnn_tensor.nn.GeometricConv`; the nonlinearity :class:`~escnn_tensor.nn.GatedQuadratic`
+    (default ``nonlinearity='gated_quadratic'``: the gate plus a bounded low-rank quadratic term, for targets with
+    products such as advection; chosen on the validation errors of the default profile, docs/head_to_head.md),
+    ``GatedNonLinearity`` (``'gated'``: true scalars through the activation, every other field times a sigmoid
+    gate computed from the invariants) or ``VectorNeuronNonLinearity`` (``'vector_neuron'``, ginjax's choice); the
+    gate trained to lower validation errors than the vector neuron on all three quick tasks at every learning rate
+    tried (1e-3 to 3e-2; e.g. gravity 0.0038 vs 0.0064, tidal 0.0065 vs 0.021 at 1e-2). TensorBatchNorm / TensorLayerNorm,
     NormMaxPool, GeometricConvTransposed (kernel 2, stride 2). Exactly equivariant.
 ``'steerable'``
     Hidden spec: ``r`` regular fields of the group (plus ``t < |G|`` trivial fields, only to meet a parameter
@@ -191,7 +191,7 @@ class Family:
         return sorted(k for k in options if k in FAMILY_OPTIONS and k not in cls.OPTIONS)
 
     def __init__(self, in_type: FieldType, out_type: FieldType, activation: str = "elu",
-                 norm: Optional[str] = "batch", padding_mode: str = "circular", nonlinearity: str = "gated",
+                 norm: Optional[str] = "batch", padding_mode: str = "circular", nonlinearity: str = "gated_quadratic",
                  hidden_symmetry: Optional[str] = None):
         self.d, _, _ = check_types(in_type, out_type)
         self.gspace: GSpace = in_type.gspace

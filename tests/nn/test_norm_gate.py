@@ -125,7 +125,8 @@ def test_geometric_resnet_fuses_and_is_equivariant_in_training(d):
     gs = et.hyperoctahedral_gspace(d)
     in_type, out_type = et.tensor_type(gs, [(0, 1, 1)]), et.tensor_type(gs, [(1, 1, 1)])
     torch.manual_seed(0)
-    model = ResNet(in_type, out_type, "geometric", width=2, num_blocks=1, norm="batch").double().train()
+    model = ResNet(in_type, out_type, "geometric", width=2, num_blocks=1, norm="batch",
+                   nonlinearity="gated").double().train()
     pairs = sum(can_fuse(a.module, b.module) for seq in model.modules() if type(seq).__name__ == "Chain"
                 for a, b in zip(list(seq)[:-1], list(seq)[1:]))
     assert pairs == 5  # encoder 2, block 2, decoder 1
@@ -139,7 +140,7 @@ def test_model_fused_equals_unfused(d, symmetry):
     gs = et.hyperoctahedral_gspace(d)
     in_type, out_type = et.tensor_type(gs, [(0, 1, 1)]), et.tensor_type(gs, [(1, 1, 1)])
     torch.manual_seed(0)
-    model = ResNet(in_type, out_type, "geometric", width=2, num_blocks=1, norm="batch",
+    model = ResNet(in_type, out_type, "geometric", width=2, num_blocks=1, norm="batch", nonlinearity="gated",
                    hidden_symmetry=symmetry).double().train()
     assert sum(can_fuse(a.module, b.module) for seq in model.modules() if type(seq).__name__ == "Chain"
                for a, b in zip(list(seq)[:-1], list(seq)[1:])) == 5
@@ -164,7 +165,8 @@ def test_model_pair_with_a_forward_hook_runs_layer_by_layer():
     gs = et.hyperoctahedral_gspace(2)
     in_type, out_type = et.tensor_type(gs, [(0, 1, 1)]), et.tensor_type(gs, [(1, 1, 1)])
     torch.manual_seed(0)
-    model = ResNet(in_type, out_type, "geometric", width=2, num_blocks=1, norm="batch").double().train()
+    model = ResNet(in_type, out_type, "geometric", width=2, num_blocks=1, norm="batch",
+                   nonlinearity="gated").double().train()
     seen = []
     model.blocks[0][1].module.register_forward_hook(lambda mod, args, out: seen.append(out.tensor.shape))
     model(random_input(in_type, spatial=5, batch=2))
