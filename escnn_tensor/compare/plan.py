@@ -73,8 +73,8 @@ class JobSpec:
             if f.name not in self._ALWAYS and value == f.default:
                 continue
             out[f.name] = value
-        out["model_options"] = {k: v for k, v in self.model_options
-                                if not (self.family == "geometric" and k == "nonlinearity" and v == LEGACY_NONLINEARITY)}
+        legacy = ("nonlinearity", LEGACY_NONLINEARITY) if self.family == "geometric" else None
+        out["model_options"] = {k: v for k, v in self.model_options if (k, v) != legacy}
         return out
 
     @property
@@ -192,10 +192,8 @@ def stated_options(model: str, family: str, options: Dict[str, Any]) -> Dict[str
     if family != "geometric" or "nonlinearity" in options:
         return dict(options)
     from ..models import MODELS
-    from ..models._base import COMMON_OPTIONS
 
-    default = {**COMMON_OPTIONS, **MODELS[model].OPTIONS}["nonlinearity"]
-    return {**options, "nonlinearity": default}
+    return {**options, "nonlinearity": MODELS[model].default_options()["nonlinearity"]}
 
 
 def parse_shard(text: str) -> Tuple[int, int]:

@@ -175,8 +175,13 @@ class TensorFieldModel(EquivariantModule):
         return {k: v for k, v in options.items() if k not in unused}
 
     @classmethod
+    def default_options(cls) -> Dict[str, Any]:
+        """Every option this architecture accepts, with its default (the common ones, overridden by :attr:`OPTIONS`)."""
+        return {**COMMON_OPTIONS, **cls.OPTIONS}
+
+    @classmethod
     def _check_options(cls, options: Dict[str, Any], family: str) -> Dict[str, Any]:
-        defaults = {**COMMON_OPTIONS, **cls.OPTIONS}
+        defaults = cls.default_options()
         unknown = sorted(set(options) - set(defaults))
         if unknown:
             raise TypeError(
