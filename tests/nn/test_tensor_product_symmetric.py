@@ -151,7 +151,7 @@ def test_vector_products_into_a_symmetric_2_tensor_are_the_three_known_maps():
     outer = torch.einsum("bi...,bj...->bij...", v, v)
     eye = torch.eye(3, dtype=v.dtype).reshape(1, 3, 3, 1, 1, 1)
     A = torch.stack([outer, eye * (v * v).sum(1)[:, None, None], eye * (v * v)[:, None]], -1)
-    A = A.movedim(1, -3).movedim(2, -2).reshape(-1, 9, 3)  # (pixels, 9 components, 3 maps)
+    A = A.movedim((1, 2), (-3, -2)).reshape(-1, 9, 3)  # (pixels, 9 components, 3 maps)
     outs = []
     for w in range(3):
         with torch.no_grad():
@@ -159,7 +159,7 @@ def test_vector_products_into_a_symmetric_2_tensor_are_the_three_known_maps():
             layer.weights[w] = 1.0
         full = to_full_tensor(layer(GeometricTensor(v, vec)).tensor, 3, 2, S, dim=1).reshape((2, 3, 3) + v.shape[2:])
         assert torch.allclose(full, full.transpose(1, 2), atol=1e-13, rtol=0)
-        rhs = full.movedim(1, -2).movedim(2, -1).reshape(-1, 9, 1)
+        rhs = full.movedim((1, 2), (-2, -1)).reshape(-1, 9, 1)  # (pixels, 9 components, 1)
         sol = torch.linalg.lstsq(A, rhs).solution
         assert (A @ sol - rhs).abs().max() < 1e-12
         outs.append(sol[:, :, 0].mean(0))  # the (pixel-independent) coefficients of the map
