@@ -59,9 +59,12 @@ def compare(model, backend, modes=(True, False)):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * scale)
         (want * want).sum().backward()
         (got * got).sum().backward()
+        # round-off is relative to the largest gradient: a gradient that vanishes in exact arithmetic (the bias of
+        # a convolution followed by a batch norm, which removes its invariant part) is float32 noise of that size
+        gscale = max(float(p.grad.abs().max()) for p in model.parameters() if p.grad is not None)
         for (name, p), q in zip(model.named_parameters(), compiled_model.parameters()):
             if p.grad is not None:
-                torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5 * float(p.grad.abs().max()) + 1e-12,
+                torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5 * gscale,
                                            msg=f"{name} ({'train' if mode else 'eval'})")
     if model.training is False:  # running statistics moved identically
         for (name, b), c in zip(model.named_buffers(), compiled_model.buffers()):
