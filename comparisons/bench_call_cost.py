@@ -1,17 +1,19 @@
 """Where the fixed cost of a small torch call lies: Python, or ATen (dispatch, allocation, kernel set-up).
 
-Run:  .venv/bin/python comparisons/bench_call_cost.py [--reps 501] [--cpp]
+Run:  .venv/bin/python comparisons/bench_call_cost.py [--reps 501] [--cpp] [--threads 1] [--sizes 2 16 32 64]
 
 Times, interleaved (medians, thread CPU time, 1 thread), a chain of 40 small element-wise multiplications
 (``(2, 28, 4) * (28, 1)``) called from Python, and with ``--cpp`` the same 40 ATen calls made from C++ (an extension
 built with ``torch.utils.cpp_extension.load_inline``; needs a C++ compiler, ~30 s to build the first time). It also
 times the fused ``TensorBatchNorm -> GatedNonLinearity`` pair (``escnn_tensor.nn._norm_gate.batch_norm_gate``,
-forward + backward) against torch's ``BatchNorm2d`` + ``ELU`` on the same 28 channels (4 scalars, 4 vectors,
-4 2-tensors), at 2x2 (almost only fixed costs) and at 16x16 (the small-model benchmark's size), batch 8, and other
-formulations of the pair's channel statistics and batched products at 16x16.
+forward + backward) as its C kernel and as its PyTorch formulation, against torch's ``BatchNorm2d`` + ``ELU`` on the
+same 28 channels (4 scalars, 4 vectors, 4 2-tensors), batch 8, at ``--sizes`` (2x2: almost only fixed costs; 16x16:
+the small-model benchmark's size) on ``--threads`` threads, and other formulations of the pair's channel statistics
+and batched products at 16x16.
 
-What it answers (docs/speed_layers.md): if most of a call's fixed cost were Python's, moving the fused pair's ~75
-torch calls into C++ would close its gap to torch's two fused kernels; the per-call times say how much of it would go.
+What it answered (docs/speed_layers.md): if most of a call's fixed cost were Python's, moving the fused pair's ~75
+torch calls into C++ would close its gap to torch's two fused kernels; the per-call times said it would not, which is
+why the pair became one C kernel (``escnn_tensor/nn/csrc/norm_gate.c``) instead.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ import torch
 
 import _timing  # noqa: E402  (comparisons/ is on sys.path when run as a script)
 import escnn_tensor as et
-from escnn_tensor.nn import GatedNonLinearity, TensorBatchNorm
+from escnn_tensor import _native
+from escnn_tensor.nn import GatedNonLinearity, TensorBatchNorm, _norm_gate
 from escnn_tensor.nn._norm_gate import batch_norm_gate
 
 _CPP = r"""
@@ -39,6 +42,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=501)
     ap.add_argument("--cpp", action="store_true", help="also the same calls made from a C++ extension")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the fused-pair table (default 1)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2, 16], help="image sides of the fused-pair table")
     args = ap.parse_args()
     torch.set_num_threads(1)
     _timing.CLOCK = time.thread_time
@@ -69,12 +74,29 @@ def main():
     ft = et.tensor_type(et.hyperoctahedral_gspace(2), [(0, 1, 4), (1, 1, 4), (2, 1, 4)])
     norm, gate = TensorBatchNorm(ft), GatedNonLinearity(ft, function="elu")
     bn, elu = torch.nn.BatchNorm2d(ft.size), torch.nn.ELU()
-    print(f"\n{'input':16s} | {'fused pair ms':>13s} | {'BatchNorm2d + ELU ms':>20s} | {'ratio':>5s}")
-    for shape in [(8, ft.size, 2, 2), (8, ft.size, 16, 16)]:
-        xi = torch.randn(*shape, requires_grad=True)
-        t = _timing.time_interleaved([lambda: batch_norm_gate(norm, gate, xi).sum().backward(),
+    torch.set_num_threads(args.threads)
+    if args.threads > 1:
+        _timing.CLOCK = time.perf_counter  # thread CPU time would leave out the other threads' work
+    clock = "thread CPU time" if args.threads == 1 else "wall time"
+    print(f"\nthe fused pair, forward + backward, {args.threads} thread(s), {clock}: its C kernel (used where "
+          f"_use_native holds), its PyTorch formulation (ESCNN_TENSOR_NATIVE=0), torch's BatchNorm2d + ELU")
+    print(f"{'input':16s} | {'C kernel ms':>11s} | {'PyTorch ms':>10s} | {'BatchNorm2d + ELU ms':>20s} | "
+          f"{'C / (BN+ELU)':>12s} | {'PyTorch / C':>11s}")
+    for side in args.sizes:
+        xi = torch.randn(8, ft.size, side, side, requires_grad=True)
+        native = _norm_gate._use_native(xi, norm, gate)
+
+        def formulation():
+            with _native.disabled():
+                batch_norm_gate(norm, gate, xi).sum().backward()
+
+        t = _timing.time_interleaved([lambda: batch_norm_gate(norm, gate, xi).sum().backward(), formulation,
                                       lambda: elu(bn(xi)).sum().backward()], args.reps // 2, warmup=5)
-        print(f"{'x'.join(map(str, shape)):16s} | {1e3 * t[0]:13.3f} | {1e3 * t[1]:20.3f} | {t[0] / t[1]:5.2f}")
+        c = f"{1e3 * t[0]:11.3f}" if native else f"{'(not used)':>11s}"
+        print(f"{'x'.join(map(str, xi.shape)):16s} | {c} | {1e3 * t[1]:10.3f} | {1e3 * t[2]:20.3f} | "
+              f"{t[0] / t[2]:12.2f} | {t[1] / t[0]:11.2f}")
+    torch.set_num_threads(1)
+    _timing.CLOCK = time.thread_time
 
     # other formulations of the pair's two heaviest steps, at its 16x16 shape: the channel statistics and the
     # batched products (gated channels 24 = 4 vectors + 4 2-tensors, 8 gates)

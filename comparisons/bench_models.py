@@ -32,6 +32,9 @@ hidden channels) against the plain family at equal hidden channels and at equal 
 ``--compile``) under ``torch.compile(fullgraph=True)``; ``--clock cpu`` times each call by the thread's CPU time
 (``time.thread_time``, 1 thread only) instead of wall time, which on a shared machine leaves out the time the process
 waits for a core.
+With ``--small`` also: the geometric model with its fused norm -> gate pairs in their PyTorch formulation
+(``ESCNN_TENSOR_NATIVE=0``, i.e. without the C kernel of ``escnn_tensor/nn/csrc/norm_gate.c``), and the geometric
+family's default nonlinearity (``gated_quadratic``) at the same width.
 With ``--attribute`` (with ``--small``): rows of the geometric model with its norm -> gate pairs unfused, with torch
 ``BatchNorm2d`` + ``ELU`` in their place, and with torch ``Conv2d`` for its hidden convolutions (timing only).
 With ``--breakdown``: the share of the geometric ResNet steps taken by each kind of layer (each timed alone at the
@@ -52,6 +55,7 @@ from escnn import nn as enn
 
 from _timing import time_interleaved  # noqa: E402  (comparisons/ is on sys.path when run as a script)
 import escnn_tensor as et
+from escnn_tensor import _native
 from escnn_tensor.models import ResNet, UNet, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +75,15 @@ def make_step(model, x, y):
         opt.step()
 
     return step
+
+
+def without_native(step):
+    """``step`` run with the native kernels off (the PyTorch formulation of every layer that has a C kernel)."""
+    def run():
+        with _native.disabled():
+            step()
+
+    return run
 
 
 def build_rows(arch, width, scale=1, d=2):
@@ -165,6 +178,8 @@ def run_small(args):
         plain_c = ResNet(in_type, out_type, "plain", level=channels, norm="batch", num_blocks=args.blocks)
         plain_p = ResNet(in_type, out_type, "plain", params=count_parameters(geo), norm="batch",
                          num_blocks=args.blocks)
+        gq = ResNet(in_type, out_type, "geometric", width=args.width, norm="batch", num_blocks=args.blocks,
+                    nonlinearity="gated_quadratic")
     rows = [("geometric (gated, batch norm)", geo), ("plain, equal channels", plain_c),
             ("plain, equal parameters", plain_p)]
     x = torch.randn(args.batch, in_type.size, args.size, args.size)
@@ -172,6 +187,14 @@ def run_small(args):
     if args.attribute:
         rows += attribution_rows(geo)
     steps = [make_step(m.train(), x, y) for _, m in rows]
+    # the same model with its fused pairs in their PyTorch formulation (ESCNN_TENSOR_NATIVE=0 for its steps), and
+    # the family's default nonlinearity (its norms and GatedQuadratic layers are not fused)
+    import copy
+
+    rows.append(("geometric (gated), pairs in PyTorch (ESCNN_TENSOR_NATIVE=0)", copy.deepcopy(geo)))
+    steps.append(without_native(make_step(rows[-1][1].train(), x, y)))
+    rows.append(("geometric (gated_quadratic, the default), batch norm", gq))
+    steps.append(make_step(gq.train(), x, y))
     labels = [label for label, _ in rows]
     n_eager = len(rows)
     if args.compile:

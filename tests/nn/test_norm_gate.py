@@ -1,8 +1,10 @@
-"""TensorBatchNorm -> GatedNonLinearity as one autograd node (``batch_norm_gate``, ``_NormGate``) equals the two
-layers: outputs, running statistics and every first derivative to float64 rounding, for every named activation it
-fuses, mixed 2D / 3D types, zero fields (clamped gate norms), with and without affine parameters and gate bias;
-gradcheck and gradgradcheck (second derivatives through the traced references); the geometric ResNet (which fuses its
-pairs) is exactly equivariant in training mode over every group element; the cases it cannot fuse fall back."""
+"""TensorBatchNorm -> GatedNonLinearity as one autograd node (``batch_norm_gate``) equals the two layers, in both of
+its formulations (PyTorch, ``_NormGate``, and the C kernel, ``_NormGateNative``: the ``formulation`` fixture):
+outputs, running statistics and every first derivative to float64 rounding, for every named activation it fuses,
+mixed 2D / 3D types, zero fields (clamped gate norms), with and without affine parameters and gate bias; gradcheck
+and gradgradcheck (second derivatives through the traced references); the geometric ResNet (which fuses its pairs)
+is exactly equivariant in training mode over every group element; the cases it cannot fuse fall back. More on the C
+kernel: test_norm_gate_native.py."""
 import copy
 
 import pytest
@@ -10,9 +12,10 @@ import torch
 from escnn.nn import GeometricTensor
 
 import escnn_tensor as et
+from escnn_tensor import _native
 from escnn_tensor.models import ResNet
 from escnn_tensor.nn import GatedNonLinearity, TensorBatchNorm
-from escnn_tensor.nn._norm_gate import _ACTIVATION_BACKWARD, _NormGate, batch_norm_gate, can_fuse
+from escnn_tensor.nn._norm_gate import _ACTIVATION_BACKWARD, _NormGate, _use_native, batch_norm_gate, can_fuse
 from escnn_tensor.testing import assert_equivariant, random_input
 
 CASES = [
@@ -34,11 +37,23 @@ def pair(d, fields, function="elu", affine=True, bias=True, momentum=0.1):
     return norm, gate, x
 
 
-def run(norm, gate, x, fused):
+@pytest.fixture(params=["pytorch", "native"])
+def formulation(request, monkeypatch):
+    """The fused node's formulation the test runs: ``"pytorch"`` (``ESCNN_TENSOR_NATIVE=0``) or ``"native"`` (the C
+    kernel; skipped without a C compiler)."""
+    if request.param == "pytorch":
+        monkeypatch.setenv("ESCNN_TENSOR_NATIVE", "0")
+    elif _native._compiler() is None or not _native.enabled():
+        pytest.skip("no C compiler (or ESCNN_TENSOR_NATIVE=0): the native kernel is not built")
+    return request.param
+
+
+def run(norm, gate, x, fused, formulation="pytorch"):
     x = x.clone().requires_grad_(True)
     params = [p for p in list(norm.parameters()) + list(gate.parameters())]
     if fused:
         assert can_fuse(norm, gate)
+        assert _use_native(x, norm, gate) == (formulation == "native")
         z = batch_norm_gate(norm, gate, x)
     else:
         z = gate(norm(GeometricTensor(x, norm.in_type))).tensor
@@ -48,11 +63,11 @@ def run(norm, gate, x, fused):
 
 
 @pytest.mark.parametrize("function", sorted(_ACTIVATION_BACKWARD))
-def test_fused_equals_layers_every_activation(function):
+def test_fused_equals_layers_every_activation(function, formulation):
     d, fields = CASES[0]
     norm, gate, x = pair(d, fields, function)
     ref = run(copy.deepcopy(norm), copy.deepcopy(gate), x, fused=False)
-    got = run(norm, gate, x, fused=True)
+    got = run(norm, gate, x, fused=True, formulation=formulation)
     torch.testing.assert_close(got[0], ref[0], rtol=1e-13, atol=1e-13)
     for a, e in zip(got[1], ref[1]):
         torch.testing.assert_close(a, e, rtol=1e-11, atol=1e-12)
@@ -63,13 +78,13 @@ def test_fused_equals_layers_every_activation(function):
 
 @pytest.mark.parametrize("affine,bias,momentum", [(True, True, 0.1), (False, False, None), (True, False, 0.3)])
 @pytest.mark.parametrize("d,fields", CASES)
-def test_fused_equals_layers(d, fields, affine, bias, momentum):
+def test_fused_equals_layers(d, fields, affine, bias, momentum, formulation):
     norm, gate, x = pair(d, fields, "silu", affine, bias, momentum)
     x[0, :, 0] = 0.0
     ref_norm, ref_gate = copy.deepcopy(norm), copy.deepcopy(gate)
     for _ in range(2):  # twice: running statistics after two updates
         ref = run(ref_norm, ref_gate, x, fused=False)
-        got = run(norm, gate, x, fused=True)
+        got = run(norm, gate, x, fused=True, formulation=formulation)
     torch.testing.assert_close(got[0], ref[0], rtol=1e-13, atol=1e-13)
     for a, e in zip(got[1], ref[1]):
         torch.testing.assert_close(a, e, rtol=1e-11, atol=1e-12)
@@ -78,7 +93,7 @@ def test_fused_equals_layers(d, fields, affine, bias, momentum):
     assert int(norm.num_batches_tracked) == 2
 
 
-def test_fused_zero_fields_after_norm():
+def test_fused_zero_fields_after_norm(formulation):
     """A gated field that is exactly zero after the norm (weight 0): its norm is clamped, its gradient finite and equal
     to the layers'."""
     d, fields = CASES[0]
@@ -86,7 +101,7 @@ def test_fused_zero_fields_after_norm():
     with torch.no_grad():
         norm.weight[2] = 0.0  # the first vector field
     ref = run(copy.deepcopy(norm), copy.deepcopy(gate), x, fused=False)
-    got = run(norm, gate, x, fused=True)
+    got = run(norm, gate, x, fused=True, formulation=formulation)
     for a, e in zip((got[0],) + got[1], (ref[0],) + ref[1]):
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a, e, rtol=1e-11, atol=1e-12)
@@ -121,7 +136,7 @@ def test_not_fused_falls_back():
 
 
 @pytest.mark.parametrize("d", [2, 3])
-def test_geometric_resnet_fuses_and_is_equivariant_in_training(d):
+def test_geometric_resnet_fuses_and_is_equivariant_in_training(d, formulation):
     gs = et.hyperoctahedral_gspace(d)
     in_type, out_type = et.tensor_type(gs, [(0, 1, 1)]), et.tensor_type(gs, [(1, 1, 1)])
     torch.manual_seed(0)
@@ -134,7 +149,7 @@ def test_geometric_resnet_fuses_and_is_equivariant_in_training(d):
 
 
 @pytest.mark.parametrize("d,symmetry", [(2, None), (2, "symmetric"), (3, "symmetric_traceless")])
-def test_model_fused_equals_unfused(d, symmetry):
+def test_model_fused_equals_unfused(d, symmetry, formulation):
     """A geometric ResNet in training: the Chains (fused pairs) give the outputs, parameter gradients and running
     statistics of the same model run layer by layer (plain Sequentials), also with symmetric hidden 2-tensors."""
     gs = et.hyperoctahedral_gspace(d)
