@@ -191,7 +191,7 @@ def run_small(args):
     # the family's default nonlinearity (its norms and GatedQuadratic layers are not fused)
     import copy
 
-    rows.append(("geometric (gated), pairs in PyTorch (ESCNN_TENSOR_NATIVE=0)", copy.deepcopy(geo)))
+    rows.append(("geometric (gated), its pairs in PyTorch (native off)", copy.deepcopy(geo)))
     steps.append(without_native(make_step(rows[-1][1].train(), x, y)))
     rows.append(("geometric (gated_quadratic, the default), batch norm", gq))
     steps.append(make_step(gq.train(), x, y))
