@@ -34,7 +34,8 @@ hidden channels) against the plain family at equal hidden channels and at equal 
 waits for a core.
 With ``--small`` also: the geometric model with its fused norm -> gate pairs in their PyTorch formulation
 (``ESCNN_TENSOR_NATIVE=0``, i.e. without the C kernel of ``escnn_tensor/nn/csrc/norm_gate.c``), and the geometric
-family's default nonlinearity (``gated_quadratic``) at the same width.
+family's default nonlinearity (``gated_quadratic``) at the same width (with ``--attribute`` also that model with
+its quadratic terms removed: each ``GatedQuadratic`` its gate alone, after an unfused norm).
 With ``--attribute`` (with ``--small``): rows of the geometric model with its norm -> gate pairs unfused, with torch
 ``BatchNorm2d`` + ``ELU`` in their place, and with torch ``Conv2d`` for its hidden convolutions (timing only).
 With ``--breakdown``: the share of the geometric ResNet steps taken by each kind of layer (each timed alone at the
@@ -195,6 +196,13 @@ def run_small(args):
     steps.append(without_native(make_step(rows[-1][1].train(), x, y)))
     rows.append(("geometric (gated_quadratic, the default), batch norm", gq))
     steps.append(make_step(gq.train(), x, y))
+    if args.attribute:  # the default's quadratic terms removed: its GatedQuadratic layers are their gates alone
+        linear = copy.deepcopy(gq)
+        for m in linear.modules():
+            if type(m).__name__ == "GatedQuadratic":
+                m.product = m.probe = m.squash = None
+        rows.append(("default, its quadratic terms removed (norm, gate unfused)", linear))
+        steps.append(make_step(linear.train(), x, y))
     labels = [label for label, _ in rows]
     n_eager = len(rows)
     if args.compile:
