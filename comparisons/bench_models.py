@@ -35,7 +35,7 @@ waits for a core.
 With ``--small`` also: the geometric model with its fused norm -> gate pairs in their PyTorch formulation
 (``ESCNN_TENSOR_NATIVE=0``, i.e. without the C kernel of ``escnn_tensor/nn/csrc/norm_gate.c``), and the geometric
 family's default nonlinearity (``gated_quadratic``) at the same width (with ``--attribute`` also that model with
-its quadratic terms removed: each ``GatedQuadratic`` its gate alone, after an unfused norm).
+its quadratic terms removed: each ``GatedQuadratic`` its gate alone).
 With ``--attribute`` (with ``--small``): rows of the geometric model with its norm -> gate pairs unfused, with torch
 ``BatchNorm2d`` + ``ELU`` in their place, and with torch ``Conv2d`` for its hidden convolutions (timing only).
 With ``--breakdown``: the share of the geometric ResNet steps taken by each kind of layer (each timed alone at the
@@ -201,7 +201,7 @@ def run_small(args):
         for m in linear.modules():
             if type(m).__name__ == "GatedQuadratic":
                 m.product = m.probe = m.squash = None
-        rows.append(("default, its quadratic terms removed (norm, gate unfused)", linear))
+        rows.append(("default, its quadratic terms removed (gates alone)", linear))
         steps.append(make_step(linear.train(), x, y))
     labels = [label for label, _ in rows]
     n_eager = len(rows)

@@ -1,6 +1,6 @@
 """Native CPU kernels: C sources shipped in the package, compiled at first use and loaded with ``ctypes``.
 
-:func:`load` ``(source)`` returns the ``ctypes.CDLL`` of a C file ``<folder>/<name>.c`` (e.g.
+:func:`load` ``(source, abi)`` returns the ``ctypes.CDLL`` of a C file ``<folder>/<name>.c`` (e.g.
 ``escnn_tensor/nn/csrc/norm_gate.c``, with the files ``<name>*`` beside it that it includes; built once per source,
 compiler and machine into a cache folder, then reused by every process), or ``None`` where it cannot be had; the
 caller then uses its PyTorch formulation, which computes the same values. Only a C compiler is needed (``$CC``, else
@@ -34,10 +34,7 @@ import threading
 import warnings
 from typing import Dict, Optional
 
-__all__ = ["load", "enabled", "disabled", "cache_dir", "ABI_VERSION"]
-
-#: the calling convention the Python side expects (``etn_abi_version()`` of every library)
-ABI_VERSION = 1
+__all__ = ["load", "enabled", "disabled", "cache_dir"]
 
 # vectorised maths without fast-math's no-NaN assumption: reassociated sums (deterministic for one build) and exp
 # through glibc's vector library; tuned for this machine's CPU first (the library's name includes a hash of the
@@ -102,8 +99,9 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
-def _build(source: pathlib.Path) -> ctypes.CDLL:
-    """Compile (or find in the cache) and load ``source``; raises ``RuntimeError`` with the reason."""
+def _build(source: pathlib.Path, abi: int) -> ctypes.CDLL:
+    """Compile (or find in the cache) and load ``source``, whose ``etn_abi_version()`` must return ``abi``; raises
+    ``RuntimeError`` with the reason."""
     if sys.platform.startswith("win"):
         raise RuntimeError("native kernels are built on Linux and macOS only")
     name = source.stem
@@ -157,14 +155,15 @@ def _build(source: pathlib.Path) -> ctypes.CDLL:
     except OSError as e:
         raise RuntimeError(f"cannot load {target}: {e}") from None
     lib.etn_abi_version.restype = ctypes.c_int64
-    if lib.etn_abi_version() != ABI_VERSION:
-        raise RuntimeError(f"{target} has calling convention {lib.etn_abi_version()}, expected {ABI_VERSION}")
+    if lib.etn_abi_version() != abi:
+        raise RuntimeError(f"{target} has calling convention {lib.etn_abi_version()}, expected {abi}")
     return lib
 
 
-def load(source) -> Optional[ctypes.CDLL]:
+def load(source, abi: int) -> Optional[ctypes.CDLL]:
     """The loaded library of the C file ``source`` (a path), or ``None`` (turned off, or the build failed: one
-    warning per process)."""
+    warning per process). ``abi``: the version of the calling convention the caller expects, which the library's
+    ``etn_abi_version()`` must return (a library of another version is refused, with the warning)."""
     if not enabled():
         return None
     key = str(source)
@@ -173,7 +172,7 @@ def load(source) -> Optional[ctypes.CDLL]:
     with _LOCK:
         if key not in _LOADED:
             try:
-                _LOADED[key] = _build(pathlib.Path(source).resolve())
+                _LOADED[key] = _build(pathlib.Path(source).resolve(), abi)
             except RuntimeError as e:
                 warnings.warn(f"escnn_tensor: native kernel {pathlib.Path(source).name!r} unavailable ({e}); using the PyTorch "
                               f"formulation (same values, slower on small inputs). ESCNN_TENSOR_NATIVE=0 silences "

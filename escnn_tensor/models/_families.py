@@ -121,7 +121,8 @@ class OnTensors(torch.nn.Module):
 
 class Chain(torch.nn.Sequential):
     """``torch.nn.Sequential`` of :class:`OnTensors` layers (plain tensors in and out) in which every
-    ``TensorBatchNorm`` directly followed by a ``GatedNonLinearity`` on the same fields runs as one autograd node
+    ``TensorBatchNorm`` directly followed by a ``GatedNonLinearity`` (or a ``GatedQuadratic``, whose gate it is
+    then) on the same fields runs as one autograd node
     (:func:`escnn_tensor.nn._norm_gate.batch_norm_gate`: same values up to float rounding, ~1/3 of the torch calls in
     training). The submodules, their names and the ``state_dict`` are those of the ``Sequential``; a pair with a
     forward hook on one of its modules runs layer by layer."""
@@ -141,12 +142,13 @@ class Chain(torch.nn.Sequential):
 
 
 def _fusable(first: torch.nn.Module, second: torch.nn.Module) -> bool:
-    """Two :class:`OnTensors` layers that :func:`~escnn_tensor.nn._norm_gate.can_fuse`, none of the four modules with
-    a forward hook (those run layer by layer, so that their hooks see every call)."""
+    """Two :class:`OnTensors` layers that :func:`~escnn_tensor.nn._norm_gate.can_fuse`, none of their modules (the
+    second's submodules included: a ``GatedQuadratic``'s gate, probe, ...) with a forward hook (those run layer by
+    layer, so that their hooks see every call)."""
     if not (type(first) is OnTensors and type(second) is OnTensors and can_fuse(first.module, second.module)):
         return False
     return not any(m._forward_hooks or m._forward_pre_hooks
-                   for m in (first, second, first.module, second.module))
+                   for m in (first, second, first.module, *second.module.modules()))
 
 
 # (family, action, options, layer kind, specs) -> trainable parameters of that layer (None: no layer)

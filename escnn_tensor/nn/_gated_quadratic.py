@@ -97,8 +97,12 @@ class GatedQuadratic(EquivariantModule):
         gated = self.gate(input)
         if self.product is None:
             return gated
-        quadratic = self.product(self.squash(self.probe(input)))
-        return GeometricTensor(gated.tensor + quadratic.tensor, self.out_type)
+        return GeometricTensor(gated.tensor + self._quadratic(input).tensor, self.out_type)
+
+    def _quadratic(self, input: GeometricTensor) -> GeometricTensor:
+        """The quadratic term ``Q(beta(P x))`` of ``in_type`` ``(B, C, *S)`` (``self.product`` is not ``None``; also
+        used by :func:`escnn_tensor.nn._norm_gate.batch_norm_gate`, which fuses the gate with a norm before it)."""
+        return self.product(self.squash(self.probe(input)))
 
     def evaluate_output_shape(self, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         return input_shape

@@ -49,6 +49,7 @@ from .. import _native
 from ._batch_norm import TensorBatchNorm
 from ._field_ops import ACTIVATIONS
 from ._gated import GatedNonLinearity
+from ._gated_quadratic import GatedQuadratic
 
 __all__ = ["batch_norm_gate", "can_fuse"]
 
@@ -64,10 +65,12 @@ _ACTIVATION_BACKWARD: Dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tens
 }
 
 
-def can_fuse(norm, gate) -> bool:
-    """Whether :func:`batch_norm_gate` can compute ``gate(norm(x))`` as one node (shape-independent conditions): a
-    :class:`TensorBatchNorm` and a :class:`GatedNonLinearity` on the same FieldType, the gate with gates, its channels
-    in grouped layout already, and a named scalar activation listed in ``_ACTIVATION_BACKWARD``."""
+def can_fuse(norm, layer) -> bool:
+    """Whether :func:`batch_norm_gate` can compute ``layer(norm(x))`` with one node for the norm and the gate
+    (shape-independent conditions): a :class:`TensorBatchNorm` and, on the same FieldType, a
+    :class:`GatedNonLinearity` with gates, its channels in grouped layout already and a named scalar activation listed
+    in ``_ACTIVATION_BACKWARD``; or a :class:`GatedQuadratic` whose gate is such a layer."""
+    gate = layer.gate if isinstance(layer, GatedQuadratic) else layer
     if not (isinstance(norm, TensorBatchNorm) and isinstance(gate, GatedNonLinearity)):
         return False
     if gate.gate_weight is None or not gate.groups.identity:
@@ -78,33 +81,41 @@ def can_fuse(norm, gate) -> bool:
     return norm.in_type is gate.in_type or norm.in_type == gate.in_type
 
 
-def batch_norm_gate(norm: TensorBatchNorm, gate: GatedNonLinearity, x: torch.Tensor) -> torch.Tensor:
-    """``gate(norm(x))`` for a tensor ``x`` ``(B, C, *S)`` of ``norm.in_type`` (see the module docstring); ``norm``'s
-    running statistics are updated as by ``norm(x)``. One autograd node where :func:`can_fuse` holds and ``norm``
-    uses batch statistics on one process; the two layers otherwise (and for their errors on bad input)."""
+def batch_norm_gate(norm: TensorBatchNorm, layer, x: torch.Tensor) -> torch.Tensor:
+    """``layer(norm(x))`` for a tensor ``x`` ``(B, C, *S)`` of ``norm.in_type`` and ``layer`` a
+    :class:`GatedNonLinearity` or a :class:`GatedQuadratic` (see the module docstring); ``norm``'s running statistics
+    are updated as by ``norm(x)``. The norm and the gate are one autograd node where :func:`can_fuse` holds and
+    ``norm`` uses batch statistics on one process (a ``GatedQuadratic``'s quadratic term then reads the node's
+    second output, the norm's output); the layers run one after the other otherwise (and for their errors on bad
+    input)."""
     batch_stats = norm.training or not norm.track_running_stats
-    if not (batch_stats and can_fuse(norm, gate)) or norm._sync():
-        return gate(norm(GeometricTensor(x, norm.in_type))).tensor
+    if not (batch_stats and can_fuse(norm, layer)) or norm._sync():
+        return layer(norm(GeometricTensor(x, norm.in_type))).tensor
     x = norm._check_input(GeometricTensor(x, norm.in_type))
     n = x.numel() // max(x.shape[1], 1)
     if norm.training and n < norm._min_values:
-        return gate(norm(GeometricTensor(x, norm.in_type))).tensor  # (its ValueError)
+        return layer(norm(GeometricTensor(x, norm.in_type))).tensor  # (its ValueError)
+    gate = layer.gate if isinstance(layer, GatedQuadratic) else layer
+    quadratic = isinstance(layer, GatedQuadratic) and layer.product is not None
     norm._check_dtype(x)
     gate._check_dtype(x, gate.gate_weight)
     fn = _NormGateNative if _use_native(x, norm, gate) else _NormGate
-    y, coeff, var = fn.apply(x, norm.weight, norm.bias, gate.gate_weight, gate.gate_bias, norm, gate)
+    z, coeff, var, y = fn.apply(x, norm.weight, norm.bias, gate.gate_weight, gate.gate_bias, norm, gate, quadratic)
     if norm.training and norm.track_running_stats:
         norm._update_running_stats(coeff, var, n)
-    return y
+    if quadratic:
+        z = z + layer._quadratic(GeometricTensor(y, layer.in_type)).tensor
+    return z
 
 
 class _NormGate(torch.autograd.Function):
     """``(x (B, C, *S), norm weight (F,) or None, norm bias (n_coefficients,) or None, gate weight (G, F'), gate bias
-    (G,) or None, norm, gate) -> (z (B, C, *S), mean coefficients, var)``: training-mode batch norm then gate (module
-    docstring); the statistics are non-differentiable outputs for the running averages."""
+    (G,) or None, norm, gate, with_y) -> (z (B, C, *S), mean coefficients, var, y (B, C, *S) or None)``:
+    training-mode batch norm then gate (module docstring); the statistics are non-differentiable outputs for the
+    running averages; ``y``, the norm's output, is returned (and differentiable) when ``with_y``."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, gate_weight, gate_bias, norm, gate):
+    def forward(ctx, x, weight, bias, gate_weight, gate_bias, norm, gate, with_y=False):
         shape, x_in = x.shape, x
         x = x.flatten(2)  # (B, C, L)
         B, C, L = x.shape
@@ -139,16 +150,16 @@ class _NormGate(torch.autograd.Function):
         ctx.save_for_backward(x_in, weight, bias, gate_weight, gate_bias, centred, r, a_field, y, z, inv, rms, clamped,
                               gamma, gc)
         ctx.mark_non_differentiable(coeff, var)
-        return z.view(shape), coeff, var
+        return z.view(shape), coeff, var, (y.view(shape) if with_y else None)
 
     @staticmethod
-    def backward(ctx, g, _g_coeff, _g_var):
+    def backward(ctx, g, _g_coeff, _g_var, gy):
         (x, weight, bias, gate_weight, gate_bias, centred, r, a_field, y, z, inv, rms, clamped, gamma,
          gc) = ctx.saved_tensors
         norm, gate, n = ctx.norm, ctx.gate, ctx.n
         params = (x, weight, bias, gate_weight, gate_bias)
         if torch.is_grad_enabled():  # create_graph: differentiate the traced reference instead
-            return _reference_backward(norm, gate, params, g)
+            return _reference_backward(norm, gate, params, g, gy)
         g = g.flatten(2)
         B = g.shape[0]
         ns = gate._n_scalar_channels
@@ -169,6 +180,8 @@ class _NormGate(torch.autograd.Function):
             dy = torch.cat([dys, dyv], 1)
         else:
             dy = dyv
+        if gy is not None:  # the norm's output is also an output
+            dy.add_(gy.reshape(dy.shape))
         # batch norm
         gc_field = torch.mv(norm._field_matrix, (dy * centred).sum((0, 2)))  # (F,): sum over the field of <dy, c>
         grad_w = gc_field * r if weight is not None and need[1] else None
@@ -184,26 +197,30 @@ class _NormGate(torch.autograd.Function):
             grad_x = dy.mul_(a).addcmul_(centred, k).view(x.shape)
         if not (bias is not None and need[2]):
             grad_b = None
-        return grad_x, grad_w, grad_b, grad_gw, grad_gb, None, None
+        return grad_x, grad_w, grad_b, grad_gw, grad_gb, None, None, None
 
 
-def _reference_backward(norm: TensorBatchNorm, gate: GatedNonLinearity, params, g: torch.Tensor) -> tuple:
+def _reference_backward(norm: TensorBatchNorm, gate: GatedNonLinearity, params, g: torch.Tensor,
+                        gy: Optional[torch.Tensor] = None) -> tuple:
     """The gradients of both autograd nodes with ``create_graph=True``: autograd through the two layers' traced
-    reference formulas, so that second derivatives exist. ``params``: ``(x, weight, bias, gate weight, gate bias)``."""
+    reference formulas, so that second derivatives exist. ``params``: ``(x, weight, bias, gate weight, gate bias)``;
+    ``g``, ``gy``: the gradients of the gate's output and of the norm's (``None``: not an output)."""
     x, weight, bias, gate_weight, gate_bias = params
     inputs = [t for t in params if t is not None and t.requires_grad]
     with torch.enable_grad():
         shift = norm._invariant_vector(bias) if bias is not None else None
         yr = norm._normalise_reference(x, weight, shift)[0]
         zr = _gate_reference(gate, yr, gate_weight, gate_bias)
-    grads = iter(torch.autograd.grad(zr, inputs, g, create_graph=True, allow_unused=True))
-    return tuple(next(grads) if t is not None and t.requires_grad else None for t in params) + (None, None)
+    outputs, grads_out = ([zr, yr], [g, gy]) if gy is not None else ([zr], [g])
+    grads = iter(torch.autograd.grad(outputs, inputs, grads_out, create_graph=True, allow_unused=True))
+    return tuple(next(grads) if t is not None and t.requires_grad else None for t in params) + (None, None, None)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # the same node as one C kernel each way (csrc/norm_gate.c), where per-call costs dominate
 
 _SOURCE = pathlib.Path(__file__).resolve().parent / "csrc" / "norm_gate.c"
+_ABI = 2  # the calling convention below (etn_abi_version() of csrc/norm_gate.c)
 _ACTIVATION_ID = {"elu": 0, "silu": 1, "relu": 2, "leaky_relu": 3, "gelu": 4, "tanh": 5, "sigmoid": 6}
 _NATIVE_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 #: inputs with more values than this use the PyTorch formulation when torch runs on more than 2 threads: the C kernel
@@ -217,16 +234,16 @@ def _kernels(dtype: torch.dtype) -> Optional[tuple]:
     """``(forward, backward)`` C functions for ``dtype`` (float32 or float64), or ``None`` (no native library)."""
     suffix = _NATIVE_DTYPES[dtype]
     if suffix not in _KERNELS:
-        lib = _native.load(_SOURCE)
+        lib = _native.load(_SOURCE, _ABI)
         if lib is None:
             return None  # not cached: ESCNN_TENSOR_NATIVE may change; _native.load remembers a failed build
         p, i, d = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
         fwd = getattr(lib, f"etn_norm_gate_forward_{suffix}")
         fwd.restype = i
-        fwd.argtypes = [p, i, i, i, p, i, p, p, p, i, p, p, d, i, p, p, i, p, p, i, p, p, p, p, p, p]
+        fwd.argtypes = [p, i, i, i, p, i, p, p, p, i, p, p, d, i, p, p, i, p, p, i, p, p, p, p, p, p, p]
         bwd = getattr(lib, f"etn_norm_gate_backward_{suffix}")
         bwd.restype = i
-        bwd.argtypes = [p, p, i, i, i, p, i, p, p, p, i, i, p, p, i, p, i, i, p, p, p, p, p, p, p, p]
+        bwd.argtypes = [p, p, i, i, i, p, i, p, p, p, i, i, p, p, i, p, i, i, p, p, p, p, p, p, p, p, p]
         _KERNELS[suffix] = (fwd, bwd)
     return _KERNELS[suffix]
 
@@ -265,7 +282,7 @@ class _NormGateNative(torch.autograd.Function):
     :func:`_use_native` for where it is used). Second derivatives go through the traced references, as there."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, gate_weight, gate_bias, norm, gate):
+    def forward(ctx, x, weight, bias, gate_weight, gate_bias, norm, gate, with_y=False):
         fwd = _kernels(x.dtype)[0]
         shape = x.shape
         x3 = x.detach().reshape(shape[0], shape[1], -1).contiguous()
@@ -277,28 +294,30 @@ class _NormGateNative(torch.autograd.Function):
         coeff, var = x3.new_empty(NK), x3.new_empty(F)
         saved = x3.new_empty(3 * C + 2 * F)
         gamma, ms = x3.new_empty(B, G, L), x3.new_empty(B, G, L)
+        y = torch.empty_like(x3) if with_y else None
         err = fwd(x3.data_ptr(), B, C, L, K.data_ptr(), NK, Fm.data_ptr(), fdim.data_ptr(),
                   norm._field_of_channel.data_ptr(), F, _ptr(w), _ptr(bias), float(norm.eps), ns,
                   gate._mean_square.data_ptr(), gate._gate_of_channel.data_ptr(), G, gw.data_ptr(), _ptr(gate_bias),
                   _ACTIVATION_ID[gate.function_name], z.data_ptr(), coeff.data_ptr(), var.data_ptr(),
-                  saved.data_ptr(), gamma.data_ptr(), ms.data_ptr())
+                  saved.data_ptr(), gamma.data_ptr(), ms.data_ptr(), _ptr(y))
         if err:
             raise MemoryError("TensorBatchNorm -> GatedNonLinearity: out of memory in the native kernel")
         ctx.norm, ctx.gate = norm, gate
         ctx.save_for_backward(x, weight, bias, gate_weight, gate_bias, x3, saved, gamma, ms)
         ctx.mark_non_differentiable(coeff, var)
-        return z.view(shape), coeff, var
+        return z.view(shape), coeff, var, (y.view(shape) if with_y else None)
 
     @staticmethod
-    def backward(ctx, g, _g_coeff, _g_var):
+    def backward(ctx, g, _g_coeff, _g_var, gy):
         x, weight, bias, gate_weight, gate_bias, x3, saved, gamma, ms = ctx.saved_tensors
         norm, gate = ctx.norm, ctx.gate
         if torch.is_grad_enabled():  # create_graph: differentiate the traced reference instead
-            return _reference_backward(norm, gate, (x, weight, bias, gate_weight, gate_bias), g)
+            return _reference_backward(norm, gate, (x, weight, bias, gate_weight, gate_bias), g, gy)
         bwd = _kernels(x3.dtype)[1]
         B, C, L = x3.shape
         G, F, NK, ns = gate_weight.shape[0], norm.n_fields, norm.n_coefficients, gate._n_scalar_channels
         g3 = g.reshape(B, C, L).contiguous()
+        gy3 = gy.reshape(B, C, L).contiguous() if gy is not None else None
         need = ctx.needs_input_grad
         gx = torch.empty_like(x3)
         gw = x3.new_empty(F) if weight is not None and need[1] else None
@@ -310,11 +329,11 @@ class _NormGateNative(torch.autograd.Function):
                   norm._field_of_channel.data_ptr(), F, ns, gate._mean_square.data_ptr(),
                   gate._gate_of_channel.data_ptr(), G, gate_weight.detach().contiguous().data_ptr(),
                   int(ggb is not None), _ACTIVATION_ID[gate.function_name], saved.data_ptr(), gamma.data_ptr(),
-                  ms.data_ptr(), gx.data_ptr(), _ptr(gw), _ptr(gb), ggw.data_ptr(), _ptr(ggb))
+                  ms.data_ptr(), _ptr(gy3), gx.data_ptr(), _ptr(gw), _ptr(gb), ggw.data_ptr(), _ptr(ggb))
         if err:
             raise MemoryError("TensorBatchNorm -> GatedNonLinearity: out of memory in the native kernel")
         return (gx.view(x.shape) if need[0] else None, gw, gb, ggw if need[3] else None,
-                ggb if need[4] else None, None, None)
+                ggb if need[4] else None, None, None, None)
 
 
 def _gate_reference(gate: GatedNonLinearity, y: torch.Tensor, weight, bias) -> torch.Tensor:

@@ -1,10 +1,12 @@
 """TensorBatchNorm -> GatedNonLinearity as one autograd node (``batch_norm_gate``) equals the two layers, in both of
 its formulations (PyTorch, ``_NormGate``, and the C kernel, ``_NormGateNative``: the ``formulation`` fixture):
 outputs, running statistics and every first derivative to float64 rounding, for every named activation it fuses,
-mixed 2D / 3D types, zero fields (clamped gate norms), with and without affine parameters and gate bias; gradcheck
-and gradgradcheck (second derivatives through the traced references); the geometric ResNet (which fuses its pairs)
-is exactly equivariant in training mode over every group element; the cases it cannot fuse fall back. More on the C
-kernel: test_norm_gate_native.py."""
+mixed 2D / 3D types, zero fields (clamped gate norms), with and without affine parameters and gate bias; a norm
+followed by a GatedQuadratic (its gate fused, its quadratic term fed by the node's second output); gradcheck and
+gradgradcheck (second derivatives through the traced references), also of both outputs; geometric ResNets (which
+fuse their pairs) with either nonlinearity are exactly equivariant in training mode over every group element and
+equal to the same model run layer by layer; the cases it cannot fuse fall back. More on the C kernel:
+test_norm_gate_native.py."""
 import copy
 
 import pytest
@@ -14,8 +16,9 @@ from escnn.nn import GeometricTensor
 import escnn_tensor as et
 from escnn_tensor import _native
 from escnn_tensor.models import ResNet
-from escnn_tensor.nn import GatedNonLinearity, TensorBatchNorm
+from escnn_tensor.nn import GatedNonLinearity, GatedQuadratic, TensorBatchNorm
 from escnn_tensor.nn._norm_gate import _ACTIVATION_BACKWARD, _NormGate, _use_native, batch_norm_gate, can_fuse
+from escnn_tensor.nn._norm_gate import _NormGateNative as ng_native
 from escnn_tensor.testing import assert_equivariant, random_input
 
 CASES = [
@@ -117,6 +120,61 @@ def test_fused_gradcheck_and_gradgradcheck(d, fields):
     assert torch.autograd.gradgradcheck(f, args)
 
 
+def randomize_quadratic(module, seed=3):
+    """Non-zero weights for every GatedQuadratic's quadratic term (they start at zero)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, GatedQuadratic) and m.product is not None:
+                for p in list(m.product.parameters()) + list(m.probe.parameters()):
+                    p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(p) * 0.5)
+    return module
+
+
+@pytest.mark.parametrize("d,fields", CASES)
+def test_fused_norm_then_gated_quadratic(d, fields, formulation):
+    """A norm followed by a GatedQuadratic: the norm and its gate are one node whose second output (the norm's) feeds
+    the quadratic term; equal to the layers (outputs, every parameter's gradient, running statistics)."""
+    norm, _, x = pair(d, fields, "elu")
+    layer = randomize_quadratic(GatedQuadratic(norm.in_type).double())
+    assert can_fuse(norm, layer) and layer.product is not None
+    ref_norm, ref_layer = copy.deepcopy(norm), copy.deepcopy(layer)
+    outs = []
+    for nm, lay, fused in ((ref_norm, ref_layer, False), (norm, layer, True)):
+        xi = x.clone().requires_grad_(True)
+        if fused:
+            assert _use_native(xi, nm, lay.gate) == (formulation == "native")
+            z = batch_norm_gate(nm, lay, xi)
+        else:
+            z = lay(nm(GeometricTensor(xi, nm.in_type))).tensor
+        params = list(nm.parameters()) + list(lay.parameters())
+        g = torch.randn(z.shape, generator=torch.Generator().manual_seed(2), dtype=z.dtype)
+        outs.append((z, torch.autograd.grad(z, [xi] + params, g), (nm.running_mean.clone(), nm.running_var.clone())))
+    (z, grads, stats), (z_ref, grads_ref, stats_ref) = outs[1], outs[0]
+    torch.testing.assert_close(z, z_ref, rtol=1e-12, atol=1e-12)
+    for a, e in zip(grads, grads_ref):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-11)
+        assert e.abs().max() > 0
+    for a, e in zip(stats, stats_ref):
+        torch.testing.assert_close(a, e, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("d,fields", CASES[:2])
+def test_fused_gradcheck_with_the_norms_output(d, fields, formulation):
+    """Both outputs (the gate's and the norm's) differentiated together: gradcheck, gradgradcheck."""
+    norm, gate, x = pair(d, fields, "silu")
+    x = x[:2, ..., :3].clone().requires_grad_(True)
+    fn = ng_native if formulation == "native" else _NormGate
+
+    def f(x, w, b, gw, gb):
+        z, _, _, y = fn.apply(x, w, b, gw, gb, norm, gate, True)
+        return z, y
+
+    args = (x, norm.weight, norm.bias, gate.gate_weight, gate.gate_bias)
+    assert torch.autograd.gradcheck(f, args)
+    assert torch.autograd.gradgradcheck(f, args)
+
+
 def test_not_fused_falls_back():
     d, fields = CASES[0]
     ft = et.tensor_type(et.hyperoctahedral_gspace(d), fields)
@@ -135,28 +193,30 @@ def test_not_fused_falls_back():
                                rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("nonlinearity", ["gated", "gated_quadratic"])
 @pytest.mark.parametrize("d", [2, 3])
-def test_geometric_resnet_fuses_and_is_equivariant_in_training(d, formulation):
+def test_geometric_resnet_fuses_and_is_equivariant_in_training(d, nonlinearity, formulation):
     gs = et.hyperoctahedral_gspace(d)
     in_type, out_type = et.tensor_type(gs, [(0, 1, 1)]), et.tensor_type(gs, [(1, 1, 1)])
     torch.manual_seed(0)
-    model = ResNet(in_type, out_type, "geometric", width=2, num_blocks=1, norm="batch",
-                   nonlinearity="gated").double().train()
+    model = randomize_quadratic(ResNet(in_type, out_type, "geometric", width=2, num_blocks=1, norm="batch",
+                                       nonlinearity=nonlinearity).double().train())
     pairs = sum(can_fuse(a.module, b.module) for seq in model.modules() if type(seq).__name__ == "Chain"
                 for a, b in zip(list(seq)[:-1], list(seq)[1:]))
     assert pairs == 5  # encoder 2, block 2, decoder 1
     assert_equivariant(model, random_input(in_type, spatial=6 if d == 2 else 4, batch=3))
 
 
+@pytest.mark.parametrize("nonlinearity", ["gated", "gated_quadratic"])
 @pytest.mark.parametrize("d,symmetry", [(2, None), (2, "symmetric"), (3, "symmetric_traceless")])
-def test_model_fused_equals_unfused(d, symmetry, formulation):
+def test_model_fused_equals_unfused(d, symmetry, nonlinearity, formulation):
     """A geometric ResNet in training: the Chains (fused pairs) give the outputs, parameter gradients and running
     statistics of the same model run layer by layer (plain Sequentials), also with symmetric hidden 2-tensors."""
     gs = et.hyperoctahedral_gspace(d)
     in_type, out_type = et.tensor_type(gs, [(0, 1, 1)]), et.tensor_type(gs, [(1, 1, 1)])
     torch.manual_seed(0)
-    model = ResNet(in_type, out_type, "geometric", width=2, num_blocks=1, norm="batch", nonlinearity="gated",
-                   hidden_symmetry=symmetry).double().train()
+    model = randomize_quadratic(ResNet(in_type, out_type, "geometric", width=2, num_blocks=1, norm="batch",
+                                       nonlinearity=nonlinearity, hidden_symmetry=symmetry).double().train())
     assert sum(can_fuse(a.module, b.module) for seq in model.modules() if type(seq).__name__ == "Chain"
                for a, b in zip(list(seq)[:-1], list(seq)[1:])) == 5
     layered = copy.deepcopy(model)

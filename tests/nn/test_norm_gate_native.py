@@ -186,11 +186,18 @@ def test_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
 def test_build_is_cached_and_atomic(monkeypatch, tmp_path):
     monkeypatch.setattr(_native, "_LOADED", {})
     monkeypatch.setenv("ESCNN_TENSOR_CACHE", str(tmp_path))
-    lib = _native.load(ng._SOURCE)
-    assert lib is not None and lib.etn_abi_version() == _native.ABI_VERSION
+    lib = _native.load(ng._SOURCE, ng._ABI)
+    assert lib is not None and lib.etn_abi_version() == ng._ABI
     (built,) = (tmp_path / "native").iterdir()  # one library, no temporary file left
     assert built.name.startswith("norm_gate-") and built.suffix == ".so"
     stamp = built.stat().st_mtime_ns
     monkeypatch.setattr(_native, "_LOADED", {})  # as a new process would
-    assert _native.load(ng._SOURCE) is not None
+    assert _native.load(ng._SOURCE, ng._ABI) is not None
     assert [p.name for p in (tmp_path / "native").iterdir()] == [built.name] and built.stat().st_mtime_ns == stamp
+
+
+def test_library_of_another_calling_convention_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(_native, "_LOADED", {})
+    monkeypatch.setenv("ESCNN_TENSOR_CACHE", str(tmp_path))
+    with pytest.warns(RuntimeWarning, match=f"calling convention {ng._ABI}, expected {ng._ABI + 1}"):
+        assert _native.load(ng._SOURCE, ng._ABI + 1) is None

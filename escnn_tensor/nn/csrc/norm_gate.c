@@ -27,7 +27,7 @@ __attribute__((__simd__("notinbranch"))) extern double exp(double);
 enum { ACT_ELU = 0, ACT_SILU = 1, ACT_RELU = 2, ACT_LEAKY_RELU = 3, ACT_GELU = 4, ACT_TANH = 5, ACT_SIGMOID = 6 };
 
 /* version of the calling convention below; escnn_tensor._native checks it */
-int64_t etn_abi_version(void) { return 1; }
+int64_t etn_abi_version(void) { return 2; }
 
 #define REAL float
 #define SFX(name) name##_f32

@@ -75,6 +75,21 @@ static void SFX(activation_backward_row)(REAL *d, const REAL *g, const REAL *v, 
     }
 }
 
+/* A row of dy: adds the gradient of the norm's output (gyr, if not NULL), then its sum and its sum against the
+   centred input (x - m) to the channel's accumulators */
+static void SFX(finish_row)(REAL *dr, const REAL *gyr, const REAL *xr, REAL m, int64_t L, double *sum_dy,
+                            double *sum_dyc) {
+    if (gyr)
+        for (int64_t l = 0; l < L; ++l) dr[l] += gyr[l];
+    double s1 = 0, s2 = 0;
+    for (int64_t l = 0; l < L; ++l) {
+        s1 += dr[l];
+        s2 += (double)(dr[l] * (xr[l] - m));
+    }
+    *sum_dy += s1;
+    *sum_dyc += s2;
+}
+
 /* The per-field and per-channel statistics, from the channel sums S and the centred squares Q (both (C,), double).
    Writes coeff (NK), var (F), mu (C), a (C), shift (C), r (F), af (F) = r * weight. */
 static void SFX(statistics)(const double *Q, const double *mu_d, int64_t C, int64_t n,
@@ -101,14 +116,14 @@ static void SFX(statistics)(const double *Q, const double *mu_d, int64_t C, int6
 /* Forward. In: x (B, C, L); K (NK, C) invariant coefficients; Fm (F, C) field membership; fdim (F,); field_of (C,);
    weight (F,) or NULL; bias (NK,) or NULL; MS (G, Cv) mean-square weights (one entry per column, at gate_of[c]);
    gate_of (Cv,); W (G, ns + G); gb (G,) or NULL; act. Out: z (B, C, L); coeff (NK,); var (F,); saved (3 C + 2 F,):
-   mu, a, shift (C each), r, af (F each); gamma (B, G, L) gates; ms (B, G, L) mean squares of the gated fields.
-   Returns 0, or 1 if out of memory. */
+   mu, a, shift (C each), r, af (F each); gamma (B, G, L) gates; ms (B, G, L) mean squares of the gated fields;
+   y (B, C, L) the normalised input (the norm's output), if not NULL. Returns 0, or 1 if out of memory. */
 int64_t SFX(etn_norm_gate_forward)(const REAL *x, int64_t B, int64_t C, int64_t L,
                                    const REAL *K, int64_t NK, const REAL *Fm, const REAL *fdim,
                                    const int64_t *field_of, int64_t F, const REAL *weight, const REAL *bias,
                                    double eps, int64_t ns, const REAL *MS, const int64_t *gate_of, int64_t G,
                                    const REAL *W, const REAL *gb, int64_t act,
-                                   REAL *z, REAL *coeff, REAL *var, REAL *saved, REAL *gamma, REAL *ms) {
+                                   REAL *z, REAL *coeff, REAL *var, REAL *saved, REAL *gamma, REAL *ms, REAL *y) {
     const int64_t Cv = C - ns, Fp = ns + G, n = B * L;
     double *S = (double *)calloc((size_t)(3 * C + 1), sizeof(double));
     REAL *rms = (REAL *)malloc((size_t)(G * L + 1) * sizeof(REAL));
@@ -167,6 +182,7 @@ int64_t SFX(etn_norm_gate_forward)(const REAL *x, int64_t B, int64_t C, int64_t 
             const REAL m = mu[c], s = a[c], t = shift[c];
             for (int64_t l = 0; l < L; ++l) zr[l] = (xr[l] - m) * s + t;
         }
+        if (y) memcpy(y + b * C * L, zb, (size_t)(C * L) * sizeof(REAL));
         memset(msb, 0, (size_t)(G * L) * sizeof(REAL));
         for (int64_t c = 0; c < Cv; ++c) {
             const int64_t g = gate_of[c];
@@ -199,7 +215,8 @@ int64_t SFX(etn_norm_gate_forward)(const REAL *x, int64_t B, int64_t C, int64_t 
     return 0;
 }
 
-/* Backward. In: g (B, C, L) gradient of z; x and the constants as in forward; coeff, saved, gamma, ms from forward.
+/* Backward. In: g (B, C, L) gradient of z; x and the constants as in forward; saved, gamma, ms from forward; gy
+   (B, C, L) gradient of the normalised input y (forward's optional output) or NULL.
    Out: gx (B, C, L); gw (F,) (if not NULL); gbias (NK,) (if NK); ggw (G, ns + G); ggb (G,) (if gb).
    Returns 0, or 1 if out of memory. */
 int64_t SFX(etn_norm_gate_backward)(const REAL *g, const REAL *x, int64_t B, int64_t C, int64_t L,
@@ -207,7 +224,8 @@ int64_t SFX(etn_norm_gate_backward)(const REAL *g, const REAL *x, int64_t B, int
                                     const int64_t *field_of, int64_t F, int64_t ns, const REAL *MS,
                                     const int64_t *gate_of, int64_t G, const REAL *W,
                                     int64_t has_gb, int64_t act, const REAL *saved, const REAL *gamma,
-                                    const REAL *ms, REAL *gx, REAL *gw, REAL *gbias, REAL *ggw, REAL *ggb) {
+                                    const REAL *ms, const REAL *gy, REAL *gx, REAL *gw, REAL *gbias, REAL *ggw,
+                                    REAL *ggb) {
     const int64_t Cv = C - ns, Fp = ns + G, n = B * L;
     const REAL *mu = saved, *a = saved + C, *shift = saved + 2 * C, *r = saved + 3 * C, *af = r + F;
     double *acc = (double *)calloc((size_t)(2 * C + G * Fp + G + F + NK + 1), sizeof(double));
@@ -269,13 +287,7 @@ int64_t SFX(etn_norm_gate_backward)(const REAL *g, const REAL *x, int64_t B, int
             REAL *dr = dyb + c * L;
             memcpy(dr, dinv + c * L, (size_t)L * sizeof(REAL));
             SFX(activation_backward_row)(dr, gbb + c * L, ys + c * L, L, act);
-            double s1 = 0, s2 = 0;
-            for (int64_t l = 0; l < L; ++l) {
-                s1 += dr[l];
-                s2 += (double)(dr[l] * (xr[l] - mu[c]));
-            }
-            sum_dy[c] += s1;
-            sum_dyc[c] += s2;
+            SFX(finish_row)(dr, gy ? gy + (b * C + c) * L : NULL, xr, mu[c], L, sum_dy + c, sum_dyc + c);
         }
         /* dy of the gated fields: g gamma + y MS^T (d rho / rho) */
         for (int64_t c = 0; c < Cv; ++c) {
@@ -283,16 +295,8 @@ int64_t SFX(etn_norm_gate_backward)(const REAL *g, const REAL *x, int64_t B, int
             const REAL *xr = xb + ch * L, *gr = gbb + ch * L, *gar = gab + gg * L, *di = dinv + (ns + gg) * L;
             REAL *dr = dyb + ch * L;
             const REAL m = mu[ch], s = a[ch], t = shift[ch], w = MS[gg * Cv + c];
-            double s1 = 0, s2 = 0;
-            for (int64_t l = 0; l < L; ++l) {
-                const REAL cen = xr[l] - m;
-                const REAL d = gr[l] * gar[l] + (cen * s + t) * (w * di[l]);
-                dr[l] = d;
-                s1 += d;
-                s2 += (double)(d * cen);
-            }
-            sum_dy[ch] += s1;
-            sum_dyc[ch] += s2;
+            for (int64_t l = 0; l < L; ++l) dr[l] = gr[l] * gar[l] + ((xr[l] - m) * s + t) * (w * di[l]);
+            SFX(finish_row)(dr, gy ? gy + (b * C + ch) * L : NULL, xr, m, L, sum_dy + ch, sum_dyc + ch);
         }
     }
     /* the batch norm's parameter gradients and the input gradient's per-channel factors */
