@@ -16,7 +16,11 @@ each way, built at first use by :mod:`escnn_tensor._native` (a C compiler is all
 ``ESCNN_TENSOR_NATIVE=0``, the PyTorch formulation runs). Its values equal the PyTorch formulation's to float
 rounding (tested in float64 to 1e-12 and float32 to 1e-5). It removes the per-call costs of the ~75 small tensor
 operations, which at small sizes are most of the pair's time: forward + backward at 8 x 28 x 16 x 16 values take
-0.31 ms against 0.73 ms (docs/speed_layers.md).
+0.44 ms against 0.89 ms (``comparisons/bench_call_cost.py``, docs/speed_layers.md).
+
+**GatedQuadratic.** ``batch_norm_gate(norm, layer, x)`` with a :class:`GatedQuadratic` fuses the norm with the
+layer's gate; the node then also returns the norm's output ``y`` (differentiable: its gradient is added to ``dy``
+before the batch norm's backward), which the layer's quadratic term reads.
 
 The models use it for every norm -> gated pair (``escnn_tensor.models._families.Chain``; a pair with forward
 hooks runs layer by layer there).
@@ -224,8 +228,9 @@ _ABI = 2  # the calling convention below (etn_abi_version() of csrc/norm_gate.c)
 _ACTIVATION_ID = {"elu": 0, "silu": 1, "relu": 2, "leaky_relu": 3, "gelu": 4, "tanh": 5, "sigmoid": 6}
 _NATIVE_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 #: inputs with more values than this use the PyTorch formulation when torch runs on more than 2 threads: the C kernel
-#: is single-threaded (forward + backward at 8 x 28 channels, docs/speed_layers.md: 0.31 / 0.72 / 3.1 ms at 16^2 /
-#: 32^2 / 64^2 pixels against the PyTorch formulation's 0.73 / 1.7 / 10.2 ms on 1 thread and 0.90 / 1.6 / 7.4 ms on 2)
+#: is single-threaded (forward + backward at 8 x 28 channels, comparisons/bench_call_cost.py, docs/speed_layers.md:
+#: 0.44 / 1.13 / 4.09 ms at 16^2 / 32^2 / 64^2 pixels on 1 thread, against the PyTorch formulation's 0.89 / 3.40 /
+#: 14.7 ms on 1 thread and 1.04 / 3.33 / 11.9 ms on 2)
 NATIVE_MAX_VALUES_THREADED = 1 << 18
 _KERNELS: Dict[str, Optional[tuple]] = {}
 
