@@ -3,14 +3,17 @@ r"""The configuration of a comparison run (:class:`CompareConfig`) and its check
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
 from ..groups import is_integer
 
-__all__ = ["CompareConfig", "check_config", "config_from_dict", "ConfigError", "train_sizes"]
+__all__ = ["CompareConfig", "check_config", "config_from_dict", "with_default_nonlinearity", "ConfigError",
+           "train_sizes"]
 
 
 class ConfigError(ValueError):
@@ -61,6 +64,11 @@ class CompareConfig:
     compile: Any = False
     #: write each job's checkpoint after every epoch (``False``: no checkpoints, so nothing to ``resume`` from)
     checkpoints: bool = True
+    #: the geometric family's nonlinearity where ``model_options`` gives none; ``None``: each model's default.
+    #: A run records the value it used in ``config.json`` (:func:`with_default_nonlinearity`); a ``config.json``
+    #: without this key was written before ``'gated_quadratic'`` became the default and reads as ``'gated'``, so
+    #: ``--resume`` and ``merge`` of such a run plan its own models
+    default_nonlinearity: Optional[str] = None
 
 
 
@@ -75,7 +83,7 @@ def check_config(config: CompareConfig) -> None:
     from ..data import FileTask, get_task, has_trajectories
     from ..groups import hyperoctahedral_gspace
     from ..models import FAMILIES, MODELS
-    from .plan import row_variants
+    from .plan import row_variants, stated_options
     from .predictor import DTYPES
 
     for name, values, accepted in (("models", config.models, MODELS), ("families", config.families, FAMILIES)):
@@ -132,8 +140,10 @@ def check_config(config: CompareConfig) -> None:
         rolls = rolls or has_trajectories(t)
         for model in config.models:
             for family in families:
-                with torch.random.fork_rng(devices=[]):
-                    options = MODELS[model].options_for(family, config.model_options.get(model, {}))
+                with torch.random.fork_rng(devices=[]):  # the options the run's jobs state (plan)
+                    given = stated_options(model, family, config.model_options.get(model, {}),
+                                           config.default_nonlinearity)
+                    options = MODELS[model].options_for(family, given)
                     MODELS[model](t.in_type(gs), t.out_type(gs), family, params=config.params, _counting=True,
                                   **options)
     if config.rollout is not None and not rolls:
@@ -156,6 +166,31 @@ def train_sizes(config: CompareConfig) -> List[int]:
 
 
 def config_from_dict(d: Dict[str, Any]) -> "CompareConfig":
-    """The :class:`CompareConfig` of a ``config.json`` (keys it does not know are ignored, missing ones default)."""
+    """The :class:`CompareConfig` of a ``config.json`` (keys it does not know are ignored, missing ones default; a
+    missing ``default_nonlinearity`` is ``'gated'``, the default when such files were written)."""
+    from .plan import LEGACY_NONLINEARITY
+
     names = {f.name for f in dataclasses.fields(CompareConfig)}
-    return CompareConfig(**{k: v for k, v in d.items() if k in names})
+    values = {k: v for k, v in d.items() if k in names}
+    values.setdefault("default_nonlinearity", LEGACY_NONLINEARITY)
+    return CompareConfig(**values)
+
+
+def with_default_nonlinearity(config: "CompareConfig") -> "CompareConfig":
+    """``config`` with :attr:`CompareConfig.default_nonlinearity` decided: as given; with ``resume``, the value the
+    run in ``config.out`` used (from its ``config.json``); otherwise the models' default, where they all have the
+    same (else ``None``: each model's own)."""
+    if config.default_nonlinearity is not None:
+        return config
+    path = Path(config.out) / "config.json"
+    if config.resume and path.exists():
+        try:
+            stored = config_from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError):  # an unreadable config.json: treated as no run
+            stored = None
+        if stored is not None:
+            return dataclasses.replace(config, default_nonlinearity=stored.default_nonlinearity)
+    from ..models import MODELS
+
+    defaults = {MODELS[m].default_options()["nonlinearity"] for m in config.models if m in MODELS}
+    return dataclasses.replace(config, default_nonlinearity=defaults.pop() if len(defaults) == 1 else None)

@@ -22,7 +22,8 @@ __all__ = ["collect", "merge", "write_results", "SWEEP_KEYS"]
 
 #: the settings that define a sweep: shards merged together must agree on them (the rest says where and how)
 SWEEP_KEYS = ("tasks", "models", "families", "augment", "average", "params", "epochs", "n_train", "n_val", "n_test", "size",
-              "seeds", "lrs", "batch_size", "dtype", "model_options", "data_seed", "task_size", "rollout")
+              "seeds", "lrs", "batch_size", "dtype", "model_options", "data_seed", "task_size", "rollout",
+              "default_nonlinearity")
 
 
 def collect(out: Path, rows: Sequence[RowSpec]) -> Tuple[List[Dict[str, Any]], float, List[RowSpec]]:

@@ -3,8 +3,9 @@ r"""The plan of a comparison run: the sweep as an ordered list of rows, each wit
 A **job** (:class:`JobSpec`) trains one model at one learning rate; its id (:attr:`JobSpec.job_id`) hashes every
 setting, names its checkpoint, and does not change when new settings with defaults are added (a field at its
 default is left out of :meth:`JobSpec.to_dict`, so old checkpoints still resume). A geometric job states its
-nonlinearity in ``model_options`` (the model's default filled in by :func:`plan`), so a job means the same model
-whatever the default; :meth:`JobSpec.to_dict` leaves out ``nonlinearity='gated'``, the default when ids were first
+nonlinearity in ``model_options`` (filled in by :func:`plan`: the run's ``default_nonlinearity``, which a run
+continued from a ``config.json`` of before the change reads as ``'gated'``, or the model's default), so a job means
+the same model whatever the default; :meth:`JobSpec.to_dict` leaves out ``nonlinearity='gated'``, the default when ids were first
 made (until ``gated_quadratic`` replaced it), so the ids of the jobs run before still name the same models.
 
 A **row** (:class:`RowSpec`) is one line of ``results.json``: task × model × family × variant (augmentation) ×
@@ -162,6 +163,7 @@ def plan(config) -> List[RowSpec]:
     from .config import train_sizes
 
     rows: List[RowSpec] = []
+    default = getattr(config, "default_nonlinearity", None)
     sizes = train_sizes(config)
     pool = max(sizes) if len(sizes) > 1 else None
     for source, n_train in ((t, n) for t in config.tasks for n in sizes):
@@ -172,7 +174,7 @@ def plan(config) -> List[RowSpec]:
         for model in config.models:
             given = config.model_options.get(model, {})
             for family, aug, avg in row_variants(config.families, config.augment, getattr(config, "average", False)):
-                options = tuple(sorted(stated_options(model, family, given).items()))
+                options = tuple(sorted(stated_options(model, family, given, default).items()))
                 for seed in config.seeds:
                     jobs = tuple(
                         JobSpec(task=task, model=model, family=family, augment=aug, seed=seed, lr=float(lr),
@@ -186,14 +188,18 @@ def plan(config) -> List[RowSpec]:
     return rows
 
 
-def stated_options(model: str, family: str, options: Dict[str, Any]) -> Dict[str, Any]:
+def stated_options(model: str, family: str, options: Dict[str, Any], default: Optional[str] = None
+                   ) -> Dict[str, Any]:
     """The model options a job of ``family`` states: ``options`` as given, and for the geometric family its
-    nonlinearity (the model's default when not given), so the job names one model whatever the library's default."""
+    nonlinearity (when not given: ``default``, the run's ``default_nonlinearity``, or else the model's default), so
+    the job names one model whatever the library's default."""
     if family != "geometric" or "nonlinearity" in options:
         return dict(options)
-    from ..models import MODELS
+    if default is None:
+        from ..models import MODELS
 
-    return {**options, "nonlinearity": MODELS[model].default_options()["nonlinearity"]}
+        default = MODELS[model].default_options()["nonlinearity"]
+    return {**options, "nonlinearity": default}
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
