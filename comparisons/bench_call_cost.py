@@ -13,7 +13,7 @@ and batched products at 16x16.
 
 What it answered (docs/speed_layers.md): if most of a call's fixed cost were Python's, moving the fused pair's ~75
 torch calls into C++ would close its gap to torch's two fused kernels; the per-call times said it would not, which is
-why the pair became one C kernel (``escnn_tensor/nn/csrc/norm_gate.c``) instead.
+why the pair became one C kernel (``escnn_tensor/nn/csrc/norm_gate_kernels.h``) instead.
 """
 from __future__ import annotations
 

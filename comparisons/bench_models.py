@@ -33,7 +33,7 @@ hidden channels) against the plain family at equal hidden channels and at equal 
 (``time.thread_time``, 1 thread only) instead of wall time, which on a shared machine leaves out the time the process
 waits for a core.
 With ``--small`` also: the geometric model with its fused norm -> gate pairs in their PyTorch formulation
-(``ESCNN_TENSOR_NATIVE=0``, i.e. without the C kernel of ``escnn_tensor/nn/csrc/norm_gate.c``), and the geometric
+(``ESCNN_TENSOR_NATIVE=0``, i.e. without the C kernels of ``escnn_tensor/nn/csrc/``), and the geometric
 family's default nonlinearity (``gated_quadratic``) at the same width (with ``--attribute`` also that model with
 its quadratic terms removed: each ``GatedQuadratic`` its gate alone).
 With ``--attribute`` (with ``--small``): rows of the geometric model with its norm -> gate pairs unfused, with torch

@@ -1,7 +1,7 @@
 """Native CPU kernels: C sources shipped in the package, compiled at first use and loaded with ``ctypes``.
 
 :func:`load` ``(source, abi)`` returns the ``ctypes.CDLL`` of a C file ``<folder>/<name>.c`` (e.g.
-``escnn_tensor/nn/csrc/norm_gate.c``, with the files ``<name>*`` beside it that it includes; built once per source,
+``escnn_tensor/nn/csrc/kernels.c``, with the files beside it that it includes; built once per source,
 compiler and machine into a cache folder, then reused by every process), or ``None`` where it cannot be had; the
 caller then uses its PyTorch formulation, which computes the same values. Only a C compiler is needed (``$CC``, else
 ``cc``, ``gcc`` or ``clang`` on ``PATH``): no PyTorch headers, no ninja, no Python headers; a build takes ~1 s.
@@ -115,7 +115,7 @@ def _build(source: pathlib.Path, abi: int) -> ctypes.CDLL:
     except (OSError, subprocess.SubprocessError) as e:
         raise RuntimeError(f"{cc} --version failed: {e}") from None
     digest = hashlib.sha256()
-    for part in sorted(source.parent.glob(f"{name}*")):  # the source and its included kernels
+    for part in sorted(p for p in source.parent.iterdir() if p.is_file()):  # the source and the files it includes
         digest.update(part.name.encode() + b"\0" + part.read_bytes())
     digest.update("\0".join([version, platform.machine(), platform.system(), _cpu_flags()]).encode())
     folder = cache_dir()

@@ -11,8 +11,8 @@ layers' autograd-traced reference formulas.
 
 **Native kernel.** On CPU float32/float64 tensors (not under ``torch.compile`` or autocast; see :func:`_use_native`)
 the same node is :class:`_NormGateNative`: the forward and the closed-form backward below written as loops in C
-(``csrc/norm_gate.c``: three passes over the input forward, two backward, sums accumulated in double), one call
-each way, built at first use by :mod:`escnn_tensor._native` (a C compiler is all it needs; without one, or with
+(``csrc/norm_gate_kernels.h``: three passes over the input forward, two backward, sums accumulated in double), one
+call each way, built at first use by :mod:`escnn_tensor._native` (a C compiler is all it needs; without one, or with
 ``ESCNN_TENSOR_NATIVE=0``, the PyTorch formulation runs). Its values equal the PyTorch formulation's to float
 rounding (tested in float64 to 1e-12 and float32 to 1e-5). It removes the per-call costs of the ~75 small tensor
 operations, which at small sizes are most of the pair's time: forward + backward at 8 x 28 x 16 x 16 values take
@@ -42,18 +42,16 @@ the batch norm's:
 """
 from __future__ import annotations
 
-import ctypes
-import pathlib
 from typing import Callable, Dict, Optional
 
 import torch
 from escnn.nn import GeometricTensor
 
-from .. import _native
 from ._batch_norm import TensorBatchNorm
 from ._field_ops import ACTIVATIONS
 from ._gated import GatedNonLinearity
 from ._gated_quadratic import GatedQuadratic
+from ._native_kernels import ACTIVATION_ID, kernel, ptr, usable
 
 __all__ = ["batch_norm_gate", "can_fuse"]
 
@@ -221,74 +219,26 @@ def _reference_backward(norm: TensorBatchNorm, gate: GatedNonLinearity, params, 
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the same node as one C kernel each way (csrc/norm_gate.c), where per-call costs dominate
-
-_SOURCE = pathlib.Path(__file__).resolve().parent / "csrc" / "norm_gate.c"
-_ABI = 2  # the calling convention below (etn_abi_version() of csrc/norm_gate.c)
-_ACTIVATION_ID = {"elu": 0, "silu": 1, "relu": 2, "leaky_relu": 3, "gelu": 4, "tanh": 5, "sigmoid": 6}
-_NATIVE_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
-#: inputs with more values than this use the PyTorch formulation when torch runs on more than 2 threads: the C kernel
-#: is single-threaded (forward + backward at 8 x 28 channels, comparisons/bench_call_cost.py, docs/speed_layers.md:
-#: 0.44 / 1.13 / 4.09 ms at 16^2 / 32^2 / 64^2 pixels on 1 thread, against the PyTorch formulation's 0.89 / 3.40 /
-#: 14.7 ms on 1 thread and 1.04 / 3.33 / 11.9 ms on 2)
-NATIVE_MAX_VALUES_THREADED = 1 << 18
-_KERNELS: Dict[str, Optional[tuple]] = {}
-
-
-def _kernels(dtype: torch.dtype) -> Optional[tuple]:
-    """``(forward, backward)`` C functions for ``dtype`` (float32 or float64), or ``None`` (no native library)."""
-    suffix = _NATIVE_DTYPES[dtype]
-    if suffix not in _KERNELS:
-        lib = _native.load(_SOURCE, _ABI)
-        if lib is None:
-            return None  # not cached: ESCNN_TENSOR_NATIVE may change; _native.load remembers a failed build
-        p, i, d = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
-        fwd = getattr(lib, f"etn_norm_gate_forward_{suffix}")
-        fwd.restype = i
-        fwd.argtypes = [p, i, i, i, p, i, p, p, p, i, p, p, d, i, p, p, i, p, p, i, p, p, p, p, p, p, p]
-        bwd = getattr(lib, f"etn_norm_gate_backward_{suffix}")
-        bwd.restype = i
-        bwd.argtypes = [p, p, i, i, i, p, i, p, p, p, i, i, p, p, i, p, i, i, p, p, p, p, p, p, p, p, p]
-        _KERNELS[suffix] = (fwd, bwd)
-    return _KERNELS[suffix]
+# the same node as one C kernel each way (csrc/norm_gate_kernels.h), where per-call costs dominate
 
 
 def _use_native(x: torch.Tensor, norm: TensorBatchNorm, gate: GatedNonLinearity) -> bool:
-    """Whether :class:`_NormGateNative` computes the pair: CPU float32/float64 tensors (input, parameters and
-    buffers of one dtype), not under ``torch.compile``'s tracing or autocast, a named activation it implements, the
-    library built (:mod:`escnn_tensor._native`), and a small input or at most 2 torch threads
-    (:data:`NATIVE_MAX_VALUES_THREADED`)."""
-    if x.device.type != "cpu" or x.dtype not in _NATIVE_DTYPES or gate.function_name not in _ACTIVATION_ID:
-        return False
-    if torch.compiler.is_compiling() or _autocast_cpu():
-        return False
-    if x.numel() > NATIVE_MAX_VALUES_THREADED and torch.get_num_threads() > 2:
+    """Whether :class:`_NormGateNative` computes the pair: :func:`~escnn_tensor.nn._native_kernels.usable` for
+    ``x``, the parameters and buffers of ``x``'s dtype on the CPU, and a named activation the kernel implements."""
+    if gate.function_name not in ACTIVATION_ID or not usable(x):
         return False
     tensors = (norm.weight, norm.bias, gate.gate_weight, gate.gate_bias, norm._coeff_matrix, gate._mean_square)
-    if any(t is not None and (t.dtype != x.dtype or t.device.type != "cpu") for t in tensors):
-        return False
-    return _native.enabled() and _kernels(x.dtype) is not None
-
-
-def _autocast_cpu() -> bool:
-    try:
-        return torch.is_autocast_enabled("cpu")
-    except TypeError:  # torch < 2.4
-        return torch.is_autocast_cpu_enabled()
-
-
-def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
-    return None if t is None else t.data_ptr()
+    return not any(t is not None and (t.dtype != x.dtype or t.device.type != "cpu") for t in tensors)
 
 
 class _NormGateNative(torch.autograd.Function):
     """:class:`_NormGate` (same inputs, outputs and values up to float rounding) computed by the C kernels of
-    ``csrc/norm_gate.c``: three passes over the input forward and two backward, one call each way (see
+    ``csrc/norm_gate_kernels.h``: three passes over the input forward and two backward, one call each way (see
     :func:`_use_native` for where it is used). Second derivatives go through the traced references, as there."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, gate_weight, gate_bias, norm, gate, with_y=False):
-        fwd = _kernels(x.dtype)[0]
+        fwd = kernel("norm_gate_forward", x.dtype)
         shape = x.shape
         x3 = x.detach().reshape(shape[0], shape[1], -1).contiguous()
         B, C, L = x3.shape
@@ -301,10 +251,10 @@ class _NormGateNative(torch.autograd.Function):
         gamma, ms = x3.new_empty(B, G, L), x3.new_empty(B, G, L)
         y = torch.empty_like(x3) if with_y else None
         err = fwd(x3.data_ptr(), B, C, L, K.data_ptr(), NK, Fm.data_ptr(), fdim.data_ptr(),
-                  norm._field_of_channel.data_ptr(), F, _ptr(w), _ptr(bias), float(norm.eps), ns,
-                  gate._mean_square.data_ptr(), gate._gate_of_channel.data_ptr(), G, gw.data_ptr(), _ptr(gate_bias),
-                  _ACTIVATION_ID[gate.function_name], z.data_ptr(), coeff.data_ptr(), var.data_ptr(),
-                  saved.data_ptr(), gamma.data_ptr(), ms.data_ptr(), _ptr(y))
+                  norm._field_of_channel.data_ptr(), F, ptr(w), ptr(bias), float(norm.eps), ns,
+                  gate._mean_square.data_ptr(), gate._gate_of_channel.data_ptr(), G, gw.data_ptr(), ptr(gate_bias),
+                  ACTIVATION_ID[gate.function_name], z.data_ptr(), coeff.data_ptr(), var.data_ptr(),
+                  saved.data_ptr(), gamma.data_ptr(), ms.data_ptr(), ptr(y))
         if err:
             raise MemoryError("TensorBatchNorm -> GatedNonLinearity: out of memory in the native kernel")
         ctx.norm, ctx.gate = norm, gate
@@ -318,7 +268,7 @@ class _NormGateNative(torch.autograd.Function):
         norm, gate = ctx.norm, ctx.gate
         if torch.is_grad_enabled():  # create_graph: differentiate the traced reference instead
             return _reference_backward(norm, gate, (x, weight, bias, gate_weight, gate_bias), g, gy)
-        bwd = _kernels(x3.dtype)[1]
+        bwd = kernel("norm_gate_backward", x3.dtype)
         B, C, L = x3.shape
         G, F, NK, ns = gate_weight.shape[0], norm.n_fields, norm.n_coefficients, gate._n_scalar_channels
         g3 = g.reshape(B, C, L).contiguous()
@@ -333,8 +283,8 @@ class _NormGateNative(torch.autograd.Function):
                   norm._field_matrix.contiguous().data_ptr(), norm._field_dim.contiguous().data_ptr(),
                   norm._field_of_channel.data_ptr(), F, ns, gate._mean_square.data_ptr(),
                   gate._gate_of_channel.data_ptr(), G, gate_weight.detach().contiguous().data_ptr(),
-                  int(ggb is not None), _ACTIVATION_ID[gate.function_name], saved.data_ptr(), gamma.data_ptr(),
-                  ms.data_ptr(), _ptr(gy3), gx.data_ptr(), _ptr(gw), _ptr(gb), ggw.data_ptr(), _ptr(ggb))
+                  int(ggb is not None), ACTIVATION_ID[gate.function_name], saved.data_ptr(), gamma.data_ptr(),
+                  ms.data_ptr(), ptr(gy3), gx.data_ptr(), ptr(gw), ptr(gb), ggw.data_ptr(), ptr(ggb))
         if err:
             raise MemoryError("TensorBatchNorm -> GatedNonLinearity: out of memory in the native kernel")
         return (gx.view(x.shape) if need[0] else None, gw, gb, ggw if need[3] else None,

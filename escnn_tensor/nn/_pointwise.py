@@ -13,6 +13,7 @@ import torch
 from escnn.nn import FieldType, GeometricTensor
 
 from ._field_ops import TensorFieldModule, TypeGroups, field_norms, resolve_activation
+from ._native_kernels import ACTIVATION_ID, FIELD_KIND, kernel, usable
 
 __all__ = ["PointwiseNonLinearity"]
 
@@ -88,13 +89,36 @@ class PointwiseNonLinearity(TensorFieldModule):
                 self._kinds.append("scalar" if t[1] == 1 else "pseudo")
             else:
                 self._kinds.append(nonscalars)
+        self.register_buffer("_native_fields", self._field_table(), persistent=False)
+
+    def _field_table(self):
+        """``(3, F)`` int64: every field's first channel, number of channels and kind
+        (:data:`~escnn_tensor.nn._native_kernels.FIELD_KIND`), for the native kernel; ``None`` when a field's channels
+        are not consecutive (then the PyTorch formulation runs)."""
+        rows = []
+        for t, kind in enumerate(self._kinds):
+            for channels in self.groups.channels(t):
+                start = int(channels.min())
+                if sorted(channels.tolist()) != list(range(start, start + len(channels))):
+                    return None
+                rows.append((start, len(channels), FIELD_KIND[kind]))
+        return torch.tensor(sorted(rows), dtype=torch.int64).reshape(-1, 3).t().contiguous()
 
     def _phi(self, r: torch.Tensor) -> torch.Tensor:
         return self.function(r - self.threshold) - self._offset
 
     def forward(self, input: GeometricTensor) -> GeometricTensor:
-        """``GeometricTensor`` of ``in_type`` ``(B, C, *S)`` -> the same type and shape."""
+        """``GeometricTensor`` of ``in_type`` ``(B, C, *S)`` -> the same type and shape. On CPU float32/float64
+        inputs with a named activation it computes the same values by the C kernel of
+        ``csrc/pointwise_kernels.h`` (one call each way; :mod:`escnn_tensor.nn._native_kernels`)."""
         x = self._check_input(input)
+        if self._native_fields is not None and self.function_name in ACTIVATION_ID and usable(x):
+            return self._wrap(_PointwiseNative.apply(x, self))
+        return self._wrap(self._reference(x))
+
+    def _reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer on a tensor ``(B, C, *S)`` by PyTorch operations (also the native kernel's path for second
+        derivatives)."""
         blocks = []
         for kind, blk in zip(self._kinds, self.groups.split(self.groups.gather(x))):
             if kind == "scalar":
@@ -105,10 +129,47 @@ class PointwiseNonLinearity(TensorFieldModule):
                 n = field_norms(blk)
                 blk = blk * (self._phi(n) / n.clamp_min(self.eps)).unsqueeze(2)
             blocks.append(blk)
-        return self._wrap(self.groups.merge(blocks, x.shape[2:]))
+        return self.groups.merge(blocks, x.shape[2:])
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_type}, function={self.function_name!r}, threshold={self.threshold}, "
             f"nonscalars={self.nonscalars!r}"
         )
+
+
+class _PointwiseNative(torch.autograd.Function):
+    """``(x (B, C, *S), layer) -> layer(x)`` by the C kernels of ``csrc/pointwise_kernels.h`` (the formulas of
+    :meth:`PointwiseNonLinearity._reference` and their derivative, in one pass each way); second derivatives
+    (``create_graph=True``) go through :meth:`PointwiseNonLinearity._reference`."""
+
+    @staticmethod
+    def forward(ctx, x, layer):
+        x3 = x.detach().reshape(x.shape[0], x.shape[1], -1).contiguous()
+        z = torch.empty_like(x3)
+        _call(kernel("pointwise_forward", x.dtype), x3, layer, z)
+        ctx.layer = layer
+        ctx.save_for_backward(x, x3)
+        return z.view(x.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, x3 = ctx.saved_tensors
+        layer = ctx.layer
+        if torch.is_grad_enabled():  # create_graph: differentiate the PyTorch formulation instead
+            with torch.enable_grad():
+                return torch.autograd.grad(layer._reference(x), x, g, create_graph=True)[0], None
+        gx = torch.empty_like(x3)
+        _call(kernel("pointwise_backward", x3.dtype), x3, layer, gx, g.reshape(x3.shape).contiguous())
+        return gx.view(x.shape), None
+
+
+def _call(fn, x3: torch.Tensor, layer: PointwiseNonLinearity, out: torch.Tensor, g=None) -> None:
+    """One kernel call on ``x3`` ``(B, C, L)`` (forward, or backward with the output's gradient ``g``) into ``out``."""
+    fields = layer._native_fields
+    B, C, L = x3.shape
+    args = (B, C, L, fields[0].data_ptr(), fields[1].data_ptr(), fields[2].data_ptr(), fields.shape[1],
+            ACTIVATION_ID[layer.function_name], layer.threshold, layer._offset, layer.eps, out.data_ptr())
+    err = fn(x3.data_ptr(), *args) if g is None else fn(g.data_ptr(), x3.data_ptr(), *args)
+    if err:
+        raise MemoryError("PointwiseNonLinearity: out of memory in the native kernel")

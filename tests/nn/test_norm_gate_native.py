@@ -1,4 +1,4 @@
-"""The C kernel of the fused TensorBatchNorm -> GatedNonLinearity node (``escnn_tensor/nn/csrc/norm_gate.c``, run by
+"""The C kernel of the fused TensorBatchNorm -> GatedNonLinearity node (``csrc/norm_gate_kernels.h``, run by
 ``_NormGateNative``; test_norm_gate.py runs its float64 cases on both formulations) against the two layers run one
 after the other: outputs, running statistics and every first derivative, in float64 to 1e-12 and float32 to 1e-5
 relative, for every activation it implements, 2D and 3D mixed types (with and without true scalars, fields without
@@ -18,6 +18,7 @@ import escnn_tensor as et
 from escnn_tensor import _native
 from escnn_tensor.models import ResNet
 from escnn_tensor.nn import GatedNonLinearity, TensorBatchNorm
+from escnn_tensor.nn import _native_kernels as kn
 from escnn_tensor.nn import _norm_gate as ng
 from escnn_tensor.testing import assert_equivariant, random_input
 
@@ -71,7 +72,7 @@ def assert_same(got, ref, dtype):
         assert err <= tol, f"relative error {err:.2e} > {tol:.0e}"
 
 
-@pytest.mark.parametrize("function", sorted(ng._ACTIVATION_ID))
+@pytest.mark.parametrize("function", sorted(kn.ACTIVATION_ID))
 def test_native_equals_layers_every_activation_float32(function):  # float64: test_norm_gate.py
     d, fields = CASES[0]
     dtype = torch.float32
@@ -154,7 +155,7 @@ def test_where_the_native_kernel_is_not_used(monkeypatch):
     assert not ng._use_native(x.bfloat16(), copy.deepcopy(norm).bfloat16(), copy.deepcopy(gate).bfloat16())
     assert not ng._use_native(x.float(), norm, gate)  # float32 input, float64 layers
     assert not ng._use_native(x, norm, GatedNonLinearity(norm.in_type, function="softplus").double())
-    big = torch.zeros((1, norm.in_type.size, 1, ng.NATIVE_MAX_VALUES_THREADED // norm.in_type.size + 1),
+    big = torch.zeros((1, norm.in_type.size, 1, kn.MAX_VALUES_THREADED // norm.in_type.size + 1),
                       dtype=torch.float64)
     threads = torch.get_num_threads()
     try:
@@ -169,11 +170,11 @@ def test_where_the_native_kernel_is_not_used(monkeypatch):
 
 def test_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
     monkeypatch.setattr(_native, "_LOADED", {})
-    monkeypatch.setattr(ng, "_KERNELS", {})
+    monkeypatch.setattr(kn, "_FUNCTIONS", {})
     monkeypatch.setenv("ESCNN_TENSOR_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     norm, gate, x = pair(*CASES[0])
-    with pytest.warns(RuntimeWarning, match=r"native kernel 'norm_gate.c' unavailable \(no C compiler found"):
+    with pytest.warns(RuntimeWarning, match=r"native kernel 'kernels.c' unavailable \(no C compiler found"):
         assert not ng._use_native(x, norm, gate)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning
@@ -186,18 +187,18 @@ def test_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
 def test_build_is_cached_and_atomic(monkeypatch, tmp_path):
     monkeypatch.setattr(_native, "_LOADED", {})
     monkeypatch.setenv("ESCNN_TENSOR_CACHE", str(tmp_path))
-    lib = _native.load(ng._SOURCE, ng._ABI)
-    assert lib is not None and lib.etn_abi_version() == ng._ABI
+    lib = _native.load(kn.SOURCE, kn.ABI)
+    assert lib is not None and lib.etn_abi_version() == kn.ABI
     (built,) = (tmp_path / "native").iterdir()  # one library, no temporary file left
-    assert built.name.startswith("norm_gate-") and built.suffix == ".so"
+    assert built.name.startswith("kernels-") and built.suffix == ".so"
     stamp = built.stat().st_mtime_ns
     monkeypatch.setattr(_native, "_LOADED", {})  # as a new process would
-    assert _native.load(ng._SOURCE, ng._ABI) is not None
+    assert _native.load(kn.SOURCE, kn.ABI) is not None
     assert [p.name for p in (tmp_path / "native").iterdir()] == [built.name] and built.stat().st_mtime_ns == stamp
 
 
 def test_library_of_another_calling_convention_is_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(_native, "_LOADED", {})
     monkeypatch.setenv("ESCNN_TENSOR_CACHE", str(tmp_path))
-    with pytest.warns(RuntimeWarning, match=f"calling convention {ng._ABI}, expected {ng._ABI + 1}"):
-        assert _native.load(ng._SOURCE, ng._ABI + 1) is None
+    with pytest.warns(RuntimeWarning, match=f"calling convention {kn.ABI}, expected {kn.ABI + 1}"):
+        assert _native.load(kn.SOURCE, kn.ABI + 1) is None

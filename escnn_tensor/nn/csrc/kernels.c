@@ -1,15 +1,14 @@
-/* TensorBatchNorm (training, batch statistics) followed by GatedNonLinearity, forward and backward, as two plain C
- * functions per dtype (float32: *_f32, float64: *_f64) on contiguous CPU arrays. Built and loaded at run time by
- * escnn_tensor._native (ctypes; only a C compiler is needed), called by escnn_tensor.nn._norm_gate._NormGateNative.
+/* The native CPU kernels of escnn_tensor's layers, as plain C functions per dtype (float32: *_f32, float64: *_f64) on
+ * contiguous CPU arrays (B, C, L) (L: the pixels). Built and loaded at run time by escnn_tensor._native (ctypes; only a
+ * C compiler is needed). Sums are accumulated in double for both dtypes. Single-threaded: the callers use them where
+ * per-call costs dominate.
  *
- * The math is that of escnn_tensor.nn._norm_gate (module docstring), written as three passes over the input forward
- * (channel sums; squares of the centred input; normalise, gate) and two backward (gradient of the normalised input
- * with the per-channel sums it needs; the batch norm's backward), where the torch formulation makes ~45 tensor
- * operations each way. Shapes: x, z, gradients (B, C, L) with L the pixels; the first ns channels are the true
- * scalars, the other Cv = C - ns channels are the gated fields' (each channel c reads the gate gate_of[c]).
- * Sums are accumulated in double for both dtypes. Single-threaded: the caller uses it where per-call costs dominate.
+ * - norm_gate_kernels.h: TensorBatchNorm (training) followed by GatedNonLinearity, forward and backward
+ *   (escnn_tensor.nn._norm_gate._NormGateNative);
+ * - pointwise_kernels.h: PointwiseNonLinearity, forward and backward (escnn_tensor.nn._pointwise);
+ * - activations.h: the scalar activations both use.
  *
- * The kernels are in norm_gate_kernels.h, included twice (REAL = float, then double).
+ * Each header is included twice (REAL = float, then double).
  */
 #include <float.h>
 #include <math.h>
@@ -24,10 +23,13 @@ __attribute__((__simd__("notinbranch"))) extern float expf(float);
 __attribute__((__simd__("notinbranch"))) extern double exp(double);
 #endif
 
+/* the kinds of fields of PointwiseNonLinearity */
+enum { KIND_SCALAR = 0, KIND_PSEUDO = 1, KIND_NORM = 2, KIND_UNCHANGED = 3 };
+
 enum { ACT_ELU = 0, ACT_SILU = 1, ACT_RELU = 2, ACT_LEAKY_RELU = 3, ACT_GELU = 4, ACT_TANH = 5, ACT_SIGMOID = 6 };
 
 /* version of the calling convention below; escnn_tensor._native checks it */
-int64_t etn_abi_version(void) { return 2; }
+int64_t etn_abi_version(void) { return 3; }
 
 #define REAL float
 #define SFX(name) name##_f32
@@ -36,7 +38,9 @@ int64_t etn_abi_version(void) { return 2; }
 #define TANH tanhf
 #define SQRT sqrtf
 #define TINY FLT_MIN
+#include "activations.h"
 #include "norm_gate_kernels.h"
+#include "pointwise_kernels.h"
 #undef REAL
 #undef SFX
 #undef EXP
@@ -52,5 +56,7 @@ int64_t etn_abi_version(void) { return 2; }
 #define TANH tanh
 #define SQRT sqrt
 #define TINY DBL_MIN
+#include "activations.h"
 #include "norm_gate_kernels.h"
+#include "pointwise_kernels.h"
 
