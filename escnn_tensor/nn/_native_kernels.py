@@ -3,7 +3,7 @@
 
 - :func:`kernel` ``(name, dtype)``: the ``ctypes`` function ``etn_<name>_<f32|f64>``, argument types set, or ``None``
   when the library cannot be had (the caller then runs its PyTorch formulation, which gives the same values);
-- :func:`usable` ``(x)``: the conditions every kernel shares: a CPU float32/float64 tensor, not under
+- :func:`usable` ``(x)``: the conditions every kernel shares: a non-empty CPU float32/float64 tensor, not under
   ``torch.compile``'s tracing or autocast, turned on (``ESCNN_TENSOR_NATIVE``), the library built, and a small input
   or at most 2 torch threads (:data:`MAX_VALUES_THREADED`; the kernels are single-threaded);
 - :data:`ACTIVATION_ID`: the scalar activations the kernels implement (``csrc/activations.h``).
@@ -66,7 +66,7 @@ def kernel(name: str, dtype: torch.dtype):
 def usable(x: torch.Tensor) -> bool:
     """The conditions every kernel shares for an input ``x`` (module docstring); the layers add their own (their
     parameters' dtype, a named activation of :data:`ACTIVATION_ID`, ...)."""
-    if x.device.type != "cpu" or x.dtype not in _DTYPES:
+    if x.device.type != "cpu" or x.dtype not in _DTYPES or x.numel() == 0:
         return False
     if torch.compiler.is_compiling() or _autocast_cpu():
         return False

@@ -240,7 +240,7 @@ class _NormGateNative(torch.autograd.Function):
     def forward(ctx, x, weight, bias, gate_weight, gate_bias, norm, gate, with_y=False):
         fwd = kernel("norm_gate_forward", x.dtype)
         shape = x.shape
-        x3 = x.detach().reshape(shape[0], shape[1], -1).contiguous()
+        x3 = x.detach().flatten(2).contiguous()
         B, C, L = x3.shape
         G, F, NK, ns = gate.gate_weight.shape[0], norm.n_fields, norm.n_coefficients, gate._n_scalar_channels
         K, Fm, fdim = norm._coeff_matrix.contiguous(), norm._field_matrix.contiguous(), norm._field_dim.contiguous()

@@ -145,7 +145,7 @@ class _PointwiseNative(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, layer):
-        x3 = x.detach().reshape(x.shape[0], x.shape[1], -1).contiguous()
+        x3 = x.detach().flatten(2).contiguous()
         z = torch.empty_like(x3)
         _call(kernel("pointwise_forward", x.dtype), x3, layer, z)
         ctx.layer = layer
