@@ -174,8 +174,8 @@ def load(source, abi: int) -> Optional[ctypes.CDLL]:
             try:
                 _LOADED[key] = _build(pathlib.Path(source).resolve(), abi)
             except RuntimeError as e:
-                warnings.warn(f"escnn_tensor: native kernel {pathlib.Path(source).name!r} unavailable ({e}); using the PyTorch "
-                              f"formulation (same values, slower on small inputs). ESCNN_TENSOR_NATIVE=0 silences "
-                              f"this.", RuntimeWarning, stacklevel=3)
+                warnings.warn(f"escnn_tensor: native kernel {pathlib.Path(source).name!r} unavailable ({e}); using "
+                              f"the PyTorch formulation (same values, slower on small inputs). ESCNN_TENSOR_NATIVE=0 "
+                              f"silences this.", RuntimeWarning, stacklevel=3)
                 _LOADED[key] = None
     return _LOADED[key]

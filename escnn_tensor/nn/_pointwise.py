@@ -112,7 +112,7 @@ class PointwiseNonLinearity(TensorFieldModule):
         inputs with a named activation it computes the same values by the C kernel of
         ``csrc/pointwise_kernels.h`` (one call each way; :mod:`escnn_tensor.nn._native_kernels`)."""
         x = self._check_input(input)
-        if self._native_fields is not None and self.function_name in ACTIVATION_ID and usable(x):
+        if getattr(self, "_native_fields", None) is not None and self.function_name in ACTIVATION_ID and usable(x):
             return self._wrap(_PointwiseNative.apply(x, self))
         return self._wrap(self._reference(x))
 

@@ -101,7 +101,10 @@ def test_native_layer_is_equivariant(d):
 
 def test_where_the_kernel_is_not_used(monkeypatch):
     layer, x = layer_and_input(2)
-    run = lambda lay, t: type(lay(GeometricTensor(t.requires_grad_(True), lay.in_type)).tensor.grad_fn).__name__  # noqa: E731
+
+    def run(lay, t):
+        return type(lay(GeometricTensor(t.requires_grad_(True), lay.in_type)).tensor.grad_fn).__name__
+
     assert run(layer, x.clone()) == "_PointwiseNativeBackward"
     softplus = PointwiseNonLinearity(layer.in_type, function="softplus", nonscalars="norm").double()
     assert run(softplus, x.clone()) != "_PointwiseNativeBackward"  # an activation the kernel does not implement
@@ -111,3 +114,13 @@ def test_where_the_kernel_is_not_used(monkeypatch):
         assert run(layer.float(), x.float()) != "_PointwiseNativeBackward"
     monkeypatch.setenv("ESCNN_TENSOR_NATIVE", "0")
     assert run(layer.double(), x.clone()) != "_PointwiseNativeBackward"
+
+
+def test_a_layer_pickled_before_the_kernel_still_runs(monkeypatch):
+    """A module unpickled from before the kernel has no ``_native_fields`` buffer: it runs its PyTorch formulation."""
+    layer, x = layer_and_input(2)
+    want = layer(GeometricTensor(x, layer.in_type)).tensor
+    del layer._buffers["_native_fields"]
+    z = layer(GeometricTensor(x.clone().requires_grad_(True), layer.in_type)).tensor
+    assert type(z.grad_fn).__name__ != "_PointwiseNativeBackward"
+    torch.testing.assert_close(z, want, rtol=1e-13, atol=1e-13)
