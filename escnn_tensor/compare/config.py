@@ -190,7 +190,12 @@ def with_default_nonlinearity(config: "CompareConfig") -> "CompareConfig":
             stored = None
         if stored is not None:
             return dataclasses.replace(config, default_nonlinearity=stored.default_nonlinearity)
+    return dataclasses.replace(config, default_nonlinearity=models_default_nonlinearity(config.models))
+
+
+def models_default_nonlinearity(models: Sequence[str]) -> Optional[str]:
+    """The geometric nonlinearity the ``models`` default to, where they all have the same (else ``None``)."""
     from ..models import MODELS
 
-    defaults = {MODELS[m].default_options()["nonlinearity"] for m in config.models if m in MODELS}
-    return dataclasses.replace(config, default_nonlinearity=defaults.pop() if len(defaults) == 1 else None)
+    defaults = {MODELS[m].default_options()["nonlinearity"] for m in models if m in MODELS}
+    return defaults.pop() if len(defaults) == 1 else None

@@ -41,7 +41,8 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 
 from .._io import DirectoryLockedError, lock_directory
-from .config import CompareConfig, ConfigError, check_config, train_sizes, with_default_nonlinearity
+from .config import (CompareConfig, ConfigError, check_config, models_default_nonlinearity, train_sizes,
+                     with_default_nonlinearity)
 from .execute import finished_row, row_path, run_row, write_json
 from .merge import collect, write_results
 from .plan import label, parse_shard, plan, shard, variants
@@ -81,13 +82,12 @@ def run_comparison(
     ``interrupt_after``: testing hook passed to :func:`~escnn_tensor.compare.execute.train_job`.
     """
     try:
-        library_default = with_default_nonlinearity(dataclasses.replace(config, resume=False)).default_nonlinearity
         config = with_default_nonlinearity(config)
         check_config(config)
         runtime = make_runtime(config)
     except (ValueError, TypeError) as e:  # bad settings: one line, before anything is trained
         raise ConfigError(" ".join(str(e).split())) from e
-    if config.resume and config.default_nonlinearity != library_default:
+    if config.resume and config.default_nonlinearity != models_default_nonlinearity(config.models):
         log(f"--resume: {config.out} is a run of geometric models with nonlinearity={config.default_nonlinearity!r} "
             f"(the default when it started); its rows keep it (state another with --model-option)")
     threads = torch.get_num_threads()

@@ -72,7 +72,7 @@ def usable(x: torch.Tensor) -> bool:
         return False
     if x.numel() > MAX_VALUES_THREADED and torch.get_num_threads() > 2:
         return False
-    return _native.enabled() and kernel("norm_gate_forward", x.dtype) is not None
+    return _native.enabled() and _native.load(SOURCE, ABI) is not None
 
 
 def ptr(t: Optional[torch.Tensor]) -> Optional[int]:
